@@ -1,0 +1,472 @@
+// The journal of one volume: turns acknowledged cluster writes and trims into SCO and TLog files, in
+// order, and makes them durable on flush with group commit.
+//
+// Invariants:
+// - Appends are synchronous and in memory (the write is acknowledged there); one async worker writes
+//   them out strictly in order: a segment's SCO bytes before its TLog entries, segments before the
+//   seal that follows them. So after a process kill every TLog entry on disk names data on disk, and
+//   after a host crash replay stops at the first entry whose data fails its CRC.
+// - A SCO belongs to exactly one TLog; a TLog is only rolled when a SCO is sealed.
+// - At every SCO seal (and when dirty metadata grows past a bound) the metadata is frozen at the
+//   current TLog position and committed once that position is fsynced.
+// - A flush resolves once every append before it is fsynced; flushes that arrive while one sync is
+//   queued share it (group commit). Pending bytes are bounded: appenders wait for room.
+import { mkdir, open, type FileHandle } from "node:fs/promises";
+import { join } from "node:path";
+import type { Logger } from "pino";
+import { crc32c } from "../../../alba/src/codec/crc32c.ts";
+import { VolumeError } from "./block-device.ts";
+import { LocalSco } from "./local-sco.ts";
+import { encodeScoHeader, scoClusterOffsetBytes, scoObjectKey } from "./formats/sco-format.ts";
+import {
+  encodeEndEntry, encodeTlogHeader, encodeTrimEntry, encodeWriteEntry,
+  TLOG_ENTRY_SIZE_BYTES, TLOG_HEADER_SIZE_BYTES, tlogObjectKey,
+} from "./formats/tlog-format.ts";
+import type { MetadataStore } from "./metadata-store.ts";
+import { CLUSTER_SIZE_BYTES } from "./vpool-types.ts";
+
+const SEGMENT_CLUSTERS_MAX = 256;
+const SEGMENT_ENTRIES_MAX = 1024;
+const RETRY_DELAY_MS = 1000;
+
+export interface JournalSettings {
+  volumeUuid: string;
+  /** Directory holding sco/ and tlog/ of this volume. */
+  directory: string;
+  scoClusterCount: number;
+  tlogScoCountMax: number;
+  scoMaxAgeMs: number;
+  /** Appended bytes not yet written to files before appenders wait. */
+  pendingBytesMax: number;
+  /** Dirty metadata pages that force a checkpoint. */
+  dirtyPagesMax: number;
+  nowMs: () => number;
+  logger: Logger;
+}
+
+export interface JournalListener {
+  /** The SCO is complete and fsynced: it may be uploaded. */
+  scoSealed(sco: LocalSco): void;
+  /** The TLog is complete and fsynced; scoNumbers are the SCOs it names. */
+  tlogSealed(tlogNumber: number, scoNumbers: number[]): void;
+}
+
+export class OpenTlog {
+  readonly tlogNumber: number;
+  readonly createdAtMs: number;
+  entryCount = 0;
+  /** Entries handed to the worker (their CRC is folded into chainCrc). */
+  chainedEntryCount = 0;
+  chainCrc = 0;
+  readonly scoNumbers: number[] = [];
+  handle: FileHandle | undefined;
+  constructor(tlogNumber: number, createdAtMs: number) {
+    this.tlogNumber = tlogNumber;
+    this.createdAtMs = createdAtMs;
+  }
+}
+
+interface Segment {
+  sco: LocalSco | undefined;
+  scoFirstCluster: number;
+  scoData: Buffer | undefined;
+  scoClusterCount: number;
+  tlog: OpenTlog;
+  tlogFirstEntry: number;
+  tlogData: Buffer;
+  tlogEntryCount: number;
+}
+
+type Operation =
+  | { kind: "segment"; segment: Segment }
+  | { kind: "sync"; sco: LocalSco | undefined; tlog: OpenTlog | undefined; waiters: Array<{ resolve: () => void; reject: (error: Error) => void }> }
+  | { kind: "sealSco"; sco: LocalSco; tlog: OpenTlog; checkpoint: ReturnType<MetadataStore["freeze"]> }
+  | { kind: "checkpoint"; sco: LocalSco | undefined; tlog: OpenTlog; checkpoint: ReturnType<MetadataStore["freeze"]> }
+  | { kind: "sealTlog"; tlog: OpenTlog };
+
+export class Journal {
+  private readonly settings: JournalSettings;
+  private readonly metadata: MetadataStore;
+  private readonly listener: JournalListener;
+  private readonly scos: Map<number, LocalSco>;
+  private nextScoNumber: number;
+  private nextTlogNumber: number;
+  private currentSco: LocalSco | undefined;
+  private currentTlog: OpenTlog | undefined;
+  private segment: Segment | undefined;
+  private readonly queue: Operation[] = [];
+  private queuedSync: Extract<Operation, { kind: "sync" }> | undefined;
+  private workerRunning = false;
+  private kickScheduled = false;
+  private pendingBytes = 0;
+  private readonly roomWaiters: Array<() => void> = [];
+  private readonly idleWaiters: Array<() => void> = [];
+  /** Appends since the last sync was queued: a flush with nothing new returns at once. */
+  private appendsSinceSync = 0;
+  private stopped = false;
+
+  constructor(settings: JournalSettings, metadata: MetadataStore, listener: JournalListener,
+    scos: Map<number, LocalSco>, nextScoNumber: number, nextTlogNumber: number) {
+    this.settings = settings;
+    this.metadata = metadata;
+    this.listener = listener;
+    this.scos = scos;
+    this.nextScoNumber = nextScoNumber;
+    this.nextTlogNumber = nextTlogNumber;
+  }
+
+  scoPath(scoNumber: number): string {
+    return join(this.settings.directory, scoObjectKey(scoNumber));
+  }
+
+  tlogPath(tlogNumber: number): string {
+    return join(this.settings.directory, tlogObjectKey(tlogNumber));
+  }
+
+  get openScoNumber(): number | undefined {
+    return this.currentSco?.scoNumber;
+  }
+
+  /** True when appends must wait for the worker to catch up. */
+  get congested(): boolean {
+    return this.pendingBytes >= this.settings.pendingBytesMax;
+  }
+
+  /** Resolves once pending bytes are under the bound. */
+  async waitForRoom(): Promise<void> {
+    while (this.congested && !this.stopped) {
+      await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
+    }
+  }
+
+  private ensureTlog(): OpenTlog {
+    if (this.currentTlog === undefined) {
+      this.currentTlog = new OpenTlog(this.nextTlogNumber++, this.settings.nowMs());
+    }
+    return this.currentTlog;
+  }
+
+  private ensureSegment(): Segment {
+    const tlog = this.ensureTlog();
+    if (this.segment === undefined) {
+      this.segment = {
+        sco: undefined, scoFirstCluster: 0, scoData: undefined, scoClusterCount: 0,
+        tlog, tlogFirstEntry: tlog.entryCount, tlogData: Buffer.allocUnsafe(SEGMENT_ENTRIES_MAX * TLOG_ENTRY_SIZE_BYTES), tlogEntryCount: 0,
+      };
+      this.scheduleKick();
+    }
+    return this.segment;
+  }
+
+  /**
+   * Appends one 4 KiB cluster for clusterAddress; returns where it now lives. The caller updates the
+   * metadata right after, in the same tick.
+   */
+  appendCluster(data: Uint8Array, clusterAddress: number, dataCrc: number): { scoNumber: number; scoOffset: number } {
+    if (this.stopped) throw new VolumeError("Closed", "volume is closed");
+    if (this.currentSco !== undefined && this.currentSco.clusterCount >= this.settings.scoClusterCount) {
+      this.sealCurrentSco(false);
+    }
+    if (this.metadata.dirtyPageCount() >= this.settings.dirtyPagesMax) this.checkpoint();
+    let segment = this.ensureSegment();
+    if (this.currentSco === undefined) {
+      const tlog = segment.tlog;
+      const scoNumber = this.nextScoNumber++;
+      const sco = new LocalSco(scoNumber, tlog.tlogNumber, this.scoPath(scoNumber));
+      sco.firstWriteMs = this.settings.nowMs();
+      sco.lastUseMs = sco.firstWriteMs;
+      this.scos.set(sco.scoNumber, sco);
+      tlog.scoNumbers.push(sco.scoNumber);
+      this.currentSco = sco;
+    }
+    const sco = this.currentSco;
+    if (segment.sco !== undefined && (segment.sco !== sco || segment.scoClusterCount >= SEGMENT_CLUSTERS_MAX)) {
+      this.closeSegment();
+      segment = this.ensureSegment();
+    }
+    if (segment.tlogEntryCount >= SEGMENT_ENTRIES_MAX) {
+      this.closeSegment();
+      segment = this.ensureSegment();
+    }
+    if (segment.sco === undefined) {
+      segment.sco = sco;
+      segment.scoFirstCluster = sco.clusterCount;
+      segment.scoData = Buffer.allocUnsafe(SEGMENT_CLUSTERS_MAX * CLUSTER_SIZE_BYTES);
+      sco.pendingChunks.push({ firstCluster: sco.clusterCount, clusterCount: 0, data: segment.scoData });
+    }
+    const scoOffset = sco.clusterCount;
+    (segment.scoData as Buffer).set(data, segment.scoClusterCount * CLUSTER_SIZE_BYTES);
+    segment.scoClusterCount++;
+    sco.pendingChunks[sco.pendingChunks.length - 1].clusterCount = segment.scoClusterCount;
+    sco.clusterCount++;
+    const tlog = segment.tlog;
+    encodeWriteEntry(segment.tlogData, segment.tlogEntryCount * TLOG_ENTRY_SIZE_BYTES, tlog.entryCount,
+      clusterAddress, sco.scoNumber, scoOffset, dataCrc);
+    segment.tlogEntryCount++;
+    tlog.entryCount++;
+    this.pendingBytes += CLUSTER_SIZE_BYTES + TLOG_ENTRY_SIZE_BYTES;
+    this.appendsSinceSync++;
+    if (segment.scoClusterCount >= SEGMENT_CLUSTERS_MAX) this.closeSegment();
+    return { scoNumber: sco.scoNumber, scoOffset };
+  }
+
+  /** Appends a TRIM entry for clusters [clusterAddress, +clusterCount). */
+  appendTrim(clusterAddress: number, clusterCount: number): void {
+    if (this.stopped) throw new VolumeError("Closed", "volume is closed");
+    let segment = this.ensureSegment();
+    if (segment.tlogEntryCount >= SEGMENT_ENTRIES_MAX) {
+      this.closeSegment();
+      segment = this.ensureSegment();
+    }
+    const tlog = segment.tlog;
+    encodeTrimEntry(segment.tlogData, segment.tlogEntryCount * TLOG_ENTRY_SIZE_BYTES, tlog.entryCount, clusterAddress, clusterCount);
+    segment.tlogEntryCount++;
+    tlog.entryCount++;
+    this.pendingBytes += TLOG_ENTRY_SIZE_BYTES;
+    this.appendsSinceSync++;
+  }
+
+  private closeSegment(): void {
+    const segment = this.segment;
+    if (segment === undefined) return;
+    this.segment = undefined;
+    const entriesBytes = segment.tlogData.subarray(0, segment.tlogEntryCount * TLOG_ENTRY_SIZE_BYTES);
+    segment.tlog.chainCrc = crc32c(entriesBytes, segment.tlog.chainCrc);
+    segment.tlog.chainedEntryCount += segment.tlogEntryCount;
+    this.queue.push({ kind: "segment", segment });
+    this.scheduleKick();
+  }
+
+  /** Seals the open SCO (if it holds data) and rolls the TLog when it is full, old, or `rollTlog`. */
+  sealCurrentSco(rollTlog: boolean): void {
+    const sco = this.currentSco;
+    const tlog = this.currentTlog;
+    if (sco !== undefined && tlog !== undefined) {
+      this.closeSegment();
+      this.currentSco = undefined;
+      const checkpoint = this.metadata.freeze({ tlogNumber: tlog.tlogNumber, entryCount: tlog.entryCount });
+      this.queue.push({ kind: "sealSco", sco, tlog, checkpoint });
+    }
+    if (tlog !== undefined && (rollTlog || tlog.scoNumbers.length >= this.settings.tlogScoCountMax
+      || this.settings.nowMs() - tlog.createdAtMs >= this.settings.scoMaxAgeMs)) {
+      this.rollTlog();
+    }
+    this.scheduleKick();
+  }
+
+  /** Seals the open TLog (after sealing its open SCO). An empty TLog is not written. */
+  private rollTlog(): void {
+    const tlog = this.currentTlog;
+    if (tlog === undefined) return;
+    if (this.currentSco !== undefined) {
+      this.sealCurrentSco(false);
+      if (this.currentTlog !== tlog) return; // sealCurrentSco rolled it
+    }
+    this.closeSegment();
+    this.currentTlog = undefined;
+    if (tlog.entryCount === 0) {
+      this.nextTlogNumber = tlog.tlogNumber; // reuse the number: nothing was written under it
+      return;
+    }
+    if (this.metadata.dirtyPageCount() > 0) {
+      this.queue.push({ kind: "checkpoint", sco: undefined, tlog, checkpoint: this.metadata.freeze({ tlogNumber: tlog.tlogNumber, entryCount: tlog.entryCount }) });
+    }
+    this.queue.push({ kind: "sealTlog", tlog });
+    this.scheduleKick();
+  }
+
+  /** Seals by age: called periodically. */
+  sealIfOld(): void {
+    const now = this.settings.nowMs();
+    if (this.currentSco !== undefined && now - this.currentSco.firstWriteMs >= this.settings.scoMaxAgeMs) {
+      this.sealCurrentSco(true);
+    } else if (this.currentSco === undefined && this.currentTlog !== undefined && now - this.currentTlog.createdAtMs >= this.settings.scoMaxAgeMs) {
+      this.rollTlog();
+    }
+  }
+
+  /** Seals SCO and TLog now (snapshot, drain, close). */
+  sealAll(): void {
+    this.sealCurrentSco(true);
+    this.rollTlog();
+  }
+
+  /** Freezes dirty metadata at the current position; committed once that position is durable. */
+  private checkpoint(): void {
+    const tlog = this.currentTlog;
+    if (tlog === undefined) return;
+    this.closeSegment();
+    this.queue.push({
+      kind: "checkpoint", sco: this.currentSco, tlog,
+      checkpoint: this.metadata.freeze({ tlogNumber: tlog.tlogNumber, entryCount: tlog.entryCount }),
+    });
+    this.scheduleKick();
+  }
+
+  /** Group commit: resolves when everything appended before the call is fsynced. */
+  flush(): Promise<void> {
+    if (this.stopped) return Promise.reject(new VolumeError("Closed", "volume is closed"));
+    if (this.appendsSinceSync === 0 && this.queuedSync === undefined) return this.whenIdle();
+    return new Promise<void>((resolve, reject) => {
+      if (this.appendsSinceSync === 0 && this.queuedSync !== undefined) {
+        this.queuedSync.waiters.push({ resolve, reject });
+        return;
+      }
+      this.closeSegment();
+      this.appendsSinceSync = 0;
+      const sync: Extract<Operation, { kind: "sync" }> = {
+        kind: "sync", sco: this.currentSco, tlog: this.currentTlog, waiters: [{ resolve, reject }],
+      };
+      this.queuedSync = sync;
+      this.queue.push(sync);
+      this.scheduleKick();
+    });
+  }
+
+  /** Resolves when the worker has nothing queued (all appends so far are in files). */
+  whenIdle(): Promise<void> {
+    if (!this.workerRunning && this.queue.length === 0 && this.segment === undefined) return Promise.resolve();
+    this.closeSegment();
+    return new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private scheduleKick(): void {
+    if (this.workerRunning || this.kickScheduled || this.stopped) return;
+    this.kickScheduled = true;
+    setImmediate(() => {
+      this.kickScheduled = false;
+      void this.runWorker();
+    });
+  }
+
+  private async runWorker(): Promise<void> {
+    if (this.workerRunning || this.stopped) return;
+    this.workerRunning = true;
+    try {
+      for (;;) {
+        if (this.queue.length === 0) this.closeSegment();
+        const operation = this.queue[0];
+        if (operation === undefined || this.stopped) break;
+        try {
+          await this.execute(operation);
+          this.queue.shift();
+        } catch (error) {
+          if (this.stopped) break;
+          this.settings.logger.error({ err: error, operation: operation.kind }, "journal write failed; retrying");
+          await new Promise((resolve) => setTimeout(resolve, RETRY_DELAY_MS));
+        }
+      }
+    } finally {
+      this.workerRunning = false;
+    }
+    if (this.queue.length === 0 && this.segment === undefined) {
+      for (const waiter of this.idleWaiters.splice(0)) waiter();
+    } else {
+      this.scheduleKick();
+    }
+  }
+
+  private async scoHandle(sco: LocalSco): Promise<FileHandle> {
+    let handle = sco.currentHandle();
+    if (handle === undefined) {
+      await mkdir(join(this.settings.directory, "sco"), { recursive: true });
+      handle = await open(sco.path, "w+");
+      sco.adoptHandle(handle);
+      await handle.write(encodeScoHeader({ scoNumber: sco.scoNumber, tlogNumber: sco.tlogNumber, volumeUuid: this.settings.volumeUuid }), 0, 4096, 0);
+    }
+    return handle;
+  }
+
+  private async tlogHandle(tlog: OpenTlog): Promise<FileHandle> {
+    if (tlog.handle === undefined) {
+      await mkdir(join(this.settings.directory, "tlog"), { recursive: true });
+      const handle = await open(this.tlogPath(tlog.tlogNumber), "w+");
+      await handle.write(encodeTlogHeader({ tlogNumber: tlog.tlogNumber, volumeUuid: this.settings.volumeUuid, createdAtMs: tlog.createdAtMs }), 0, TLOG_HEADER_SIZE_BYTES, 0);
+      tlog.handle = handle;
+    }
+    return tlog.handle;
+  }
+
+  private async execute(operation: Operation): Promise<void> {
+    switch (operation.kind) {
+      case "segment": {
+        const segment = operation.segment;
+        if (segment.sco !== undefined && segment.scoData !== undefined && segment.scoClusterCount > 0) {
+          const handle = await this.scoHandle(segment.sco);
+          const lengthBytes = segment.scoClusterCount * CLUSTER_SIZE_BYTES;
+          await handle.write(segment.scoData, 0, lengthBytes, scoClusterOffsetBytes(segment.scoFirstCluster));
+          segment.sco.fileClusterCount = segment.scoFirstCluster + segment.scoClusterCount;
+          const index = segment.sco.pendingChunks.findIndex((chunk) => chunk.data === segment.scoData);
+          if (index >= 0) segment.sco.pendingChunks.splice(index, 1);
+        }
+        if (segment.tlogEntryCount > 0) {
+          const handle = await this.tlogHandle(segment.tlog);
+          await handle.write(segment.tlogData, 0, segment.tlogEntryCount * TLOG_ENTRY_SIZE_BYTES,
+            TLOG_HEADER_SIZE_BYTES + segment.tlogFirstEntry * TLOG_ENTRY_SIZE_BYTES);
+        }
+        this.release(segment.scoClusterCount * CLUSTER_SIZE_BYTES + segment.tlogEntryCount * TLOG_ENTRY_SIZE_BYTES);
+        return;
+      }
+      case "sync": {
+        if (this.queuedSync === operation) this.queuedSync = undefined;
+        const handles: FileHandle[] = [];
+        const scoHandle = operation.sco?.currentHandle();
+        if (scoHandle !== undefined) handles.push(scoHandle);
+        if (operation.tlog?.handle !== undefined) handles.push(operation.tlog.handle);
+        await Promise.all(handles.map((handle) => handle.datasync()));
+        for (const waiter of operation.waiters) waiter.resolve();
+        return;
+      }
+      case "sealSco": {
+        const handle = await this.scoHandle(operation.sco);
+        await handle.datasync();
+        if (operation.tlog.handle !== undefined) await operation.tlog.handle.datasync();
+        this.metadata.commit(operation.checkpoint);
+        if (operation.sco.state === "open") {
+          operation.sco.state = "sealed";
+          this.listener.scoSealed(operation.sco);
+        }
+        return;
+      }
+      case "checkpoint": {
+        const scoHandle = operation.sco?.currentHandle();
+        if (scoHandle !== undefined) await scoHandle.datasync();
+        if (operation.tlog.handle !== undefined) await operation.tlog.handle.datasync();
+        this.metadata.commit(operation.checkpoint);
+        return;
+      }
+      case "sealTlog": {
+        const tlog = operation.tlog;
+        const handle = await this.tlogHandle(tlog);
+        const end = Buffer.alloc(TLOG_ENTRY_SIZE_BYTES);
+        encodeEndEntry(end, 0, tlog.entryCount, tlog.chainCrc);
+        await handle.write(end, 0, TLOG_ENTRY_SIZE_BYTES, TLOG_HEADER_SIZE_BYTES + tlog.entryCount * TLOG_ENTRY_SIZE_BYTES);
+        await handle.sync();
+        await handle.close();
+        tlog.handle = undefined;
+        this.listener.tlogSealed(tlog.tlogNumber, tlog.scoNumbers.slice());
+        return;
+      }
+    }
+  }
+
+  private release(bytes: number): void {
+    this.pendingBytes -= bytes;
+    if (!this.congested) for (const waiter of this.roomWaiters.splice(0)) waiter();
+  }
+
+  /** Stops the worker at once (crash simulation or after a clean drain). Pending flushes are rejected. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const operation of this.queue) {
+      if (operation.kind === "sync") for (const waiter of operation.waiters) waiter.reject(new VolumeError("Closed", "volume closed before the flush completed"));
+    }
+    this.queue.length = 0;
+    this.segment = undefined;
+    for (const waiter of this.roomWaiters.splice(0)) waiter();
+    for (const waiter of this.idleWaiters.splice(0)) waiter();
+    while (this.workerRunning) await new Promise((resolve) => setTimeout(resolve, 5));
+    await this.currentTlog?.handle?.close().catch(() => undefined);
+    if (this.currentTlog) this.currentTlog.handle = undefined;
+  }
+}

@@ -1,0 +1,121 @@
+// State of one SCO held in the local write buffer: its file, the clusters still only in memory
+// (appended but not yet written by the journal), and its place in the upload life cycle.
+//   open -> sealed (immutable, fsynced) -> safe (it and its TLog are on the backend: disposable)
+// A safe SCO may be evicted: its file is unlinked; readers that hold the handle finish first.
+import { open, type FileHandle } from "node:fs/promises";
+import { CLUSTER_SIZE_BYTES } from "./vpool-types.ts";
+import { SCO_HEADER_SIZE_BYTES, scoClusterOffsetBytes } from "./formats/sco-format.ts";
+
+export type ScoState = "open" | "sealed" | "safe";
+
+export interface PendingChunk {
+  firstCluster: number;
+  clusterCount: number;
+  /** clusterCount * 4 KiB of data, cluster firstCluster first. */
+  data: Buffer;
+}
+
+export class LocalSco {
+  readonly scoNumber: number;
+  readonly tlogNumber: number;
+  readonly path: string;
+  /** Clusters appended (in memory or in the file). */
+  clusterCount = 0;
+  /** Clusters written to the file by the journal. */
+  fileClusterCount = 0;
+  readonly pendingChunks: PendingChunk[] = [];
+  state: ScoState = "open";
+  evicted = false;
+  /** When the first cluster was appended (ms), for age-based sealing. */
+  firstWriteMs = 0;
+  /** Last time a read touched it, for eviction order. */
+  lastUseMs = 0;
+  private handle: FileHandle | undefined;
+  private handleOpening: Promise<FileHandle> | undefined;
+  private readers = 0;
+
+  constructor(scoNumber: number, tlogNumber: number, path: string) {
+    this.scoNumber = scoNumber;
+    this.tlogNumber = tlogNumber;
+    this.path = path;
+  }
+
+  get sizeBytes(): number {
+    return SCO_HEADER_SIZE_BYTES + this.clusterCount * CLUSTER_SIZE_BYTES;
+  }
+
+  /** The journal hands over the handle it created the file with. */
+  adoptHandle(handle: FileHandle): void {
+    this.handle = handle;
+  }
+
+  currentHandle(): FileHandle | undefined {
+    return this.handle;
+  }
+
+  private async readHandle(): Promise<FileHandle> {
+    if (this.handle !== undefined) return this.handle;
+    this.handleOpening ??= open(this.path, "r").then((handle) => {
+      this.handle = handle;
+      this.handleOpening = undefined;
+      return handle;
+    }, (error: unknown) => {
+      this.handleOpening = undefined;
+      throw error;
+    });
+    return this.handleOpening;
+  }
+
+  /**
+   * Copies clusters [first, first + count) into target at targetOffset. Returns false if the SCO was
+   * evicted meanwhile (the caller then reads from the backend).
+   */
+  async readClusters(first: number, count: number, target: Buffer, targetOffset: number): Promise<boolean> {
+    if (this.evicted) return false;
+    this.readers++;
+    try {
+      let cluster = first;
+      const end = first + count;
+      while (cluster < end) {
+        const chunk = this.pendingChunks.find((candidate) =>
+          cluster >= candidate.firstCluster && cluster < candidate.firstCluster + candidate.clusterCount);
+        if (chunk !== undefined) {
+          const stop = Math.min(end, chunk.firstCluster + chunk.clusterCount);
+          chunk.data.copy(target, targetOffset + (cluster - first) * CLUSTER_SIZE_BYTES,
+            (cluster - chunk.firstCluster) * CLUSTER_SIZE_BYTES, (stop - chunk.firstCluster) * CLUSTER_SIZE_BYTES);
+          cluster = stop;
+          continue;
+        }
+        // Not pending: on file. Read up to the next pending chunk (or the end).
+        let stop = end;
+        for (const candidate of this.pendingChunks) {
+          if (candidate.firstCluster > cluster && candidate.firstCluster < stop) stop = candidate.firstCluster;
+        }
+        const handle = await this.readHandle();
+        const lengthBytes = (stop - cluster) * CLUSTER_SIZE_BYTES;
+        const { bytesRead } = await handle.read(target, targetOffset + (cluster - first) * CLUSTER_SIZE_BYTES, lengthBytes, scoClusterOffsetBytes(cluster));
+        if (bytesRead !== lengthBytes) {
+          // A short read means the file is shorter than the metadata says: let the checksum catch it.
+          target.fill(0, targetOffset + (cluster - first) * CLUSTER_SIZE_BYTES + bytesRead, targetOffset + (stop - first) * CLUSTER_SIZE_BYTES);
+        }
+        cluster = stop;
+      }
+      return true;
+    } finally {
+      this.readers--;
+      if (this.readers === 0 && this.evicted) await this.closeHandle();
+    }
+  }
+
+  /** After eviction (file unlinked), closes the handle once no reader holds it. */
+  async markEvicted(): Promise<void> {
+    this.evicted = true;
+    if (this.readers === 0) await this.closeHandle();
+  }
+
+  async closeHandle(): Promise<void> {
+    const handle = this.handle;
+    this.handle = undefined;
+    if (handle !== undefined) await handle.close().catch(() => undefined);
+  }
+}

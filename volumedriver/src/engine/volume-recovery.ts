@@ -1,0 +1,266 @@
+// Brings a volume's local state back after a stop: from its local directory (replaying local TLogs
+// past the metadata checkpoint, cutting a torn tail), or from the backend alone (a new host, or a lost
+// local disk: download volume.json and every TLog, rebuild the metadata; SCOs stay on the backend and
+// are read on demand).
+import { mkdir, open, readdir, readFile, rename, rm, stat, truncate, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { Logger } from "pino";
+import { crc32c } from "../../../alba/src/codec/crc32c.ts";
+import type { ObjectStore } from "../backend/object-store.ts";
+import { VolumeError } from "./block-device.ts";
+import { LocalSco } from "./local-sco.ts";
+import { MetadataStore } from "./metadata-store.ts";
+import { decodeScoHeader, SCO_HEADER_SIZE_BYTES, scoClusterOffsetBytes, scoNumberFromKey } from "./formats/sco-format.ts";
+import {
+  decodeTlog, encodeEndEntry, ENTRY_TRIM, ENTRY_WRITE, TLOG_ENTRY_SIZE_BYTES, TLOG_HEADER_SIZE_BYTES,
+  tlogNumberFromKey, tlogObjectKey, type TlogEntry,
+} from "./formats/tlog-format.ts";
+import { decodeVolumeConfig, VOLUME_CONFIG_KEY, type VolumeConfig } from "./formats/volume-config.ts";
+import { CLUSTER_SIZE_BYTES } from "./vpool-types.ts";
+
+export const METADATA_FILE = "metadata.sqlite";
+
+export interface RecoveredState {
+  metadata: MetadataStore;
+  scos: Map<number, LocalSco>;
+  nextScoNumber: number;
+  nextTlogNumber: number;
+  backendTlogNumber: number;
+  /** Sealed TLogs not yet on the backend, in order, with the SCOs they name. */
+  tlogsToUpload: Array<{ tlogNumber: number; scoNumbers: number[] }>;
+}
+
+function applyEntry(metadata: MetadataStore, entry: TlogEntry): void {
+  if (entry.type === ENTRY_WRITE) metadata.setLocation(entry.clusterAddress, entry.scoNumber, entry.scoOffset, entry.dataCrc);
+  else metadata.clearRange(entry.clusterAddress, entry.clusterCount);
+}
+
+function scoNumbersOf(entries: TlogEntry[]): number[] {
+  const numbers = new Set<number>();
+  for (const entry of entries) if (entry.type === ENTRY_WRITE) numbers.add(entry.scoNumber);
+  return [...numbers].sort((left, right) => left - right);
+}
+
+async function listNumbered(directory: string, parse: (key: string) => number | undefined, prefix: string): Promise<number[]> {
+  let names: string[];
+  try {
+    names = await readdir(directory);
+  } catch {
+    return [];
+  }
+  const numbers: number[] = [];
+  for (const name of names) {
+    const number = parse(`${prefix}/${name}`);
+    if (number !== undefined) numbers.push(number);
+  }
+  return numbers.sort((left, right) => left - right);
+}
+
+/** Reads cluster `scoOffset` of a local SCO file, or undefined if the file is too short or absent. */
+async function readLocalCluster(path: string, scoOffset: number): Promise<Buffer | undefined> {
+  try {
+    const handle = await open(path, "r");
+    try {
+      const buffer = Buffer.alloc(CLUSTER_SIZE_BYTES);
+      const { bytesRead } = await handle.read(buffer, 0, CLUSTER_SIZE_BYTES, scoClusterOffsetBytes(scoOffset));
+      return bytesRead === CLUSTER_SIZE_BYTES ? buffer : undefined;
+    } finally {
+      await handle.close();
+    }
+  } catch {
+    return undefined;
+  }
+}
+
+/** Recovers a volume from its local directory after a clean stop or a crash. */
+export async function recoverLocal(directory: string, config: VolumeConfig, metadataCacheBytes: number, logger: Logger): Promise<RecoveredState> {
+  const metadata = new MetadataStore(join(directory, METADATA_FILE), metadataCacheBytes);
+  try {
+    const position = metadata.persistedPosition();
+    const backendTlogNumber = Number(metadata.getMeta("backend_tlog") ?? "0");
+    let maxScoNumber = Number(metadata.getMeta("uploaded_max_sco") ?? "0");
+    let maxTlogNumber = Math.max(backendTlogNumber, position.tlogNumber);
+    const tlogDirectory = join(directory, "tlog");
+    const tlogNumbers = await listNumbered(tlogDirectory, tlogNumberFromKey, "tlog");
+    const tlogsToUpload: RecoveredState["tlogsToUpload"] = [];
+    let lastApplied = position;
+    let torn = false;
+    for (const tlogNumber of tlogNumbers) {
+      const path = join(tlogDirectory, tlogNumber.toString(16).padStart(16, "0"));
+      if (tlogNumber <= backendTlogNumber || torn) {
+        // Already on the backend (left over from a crash before the local copy was removed), or after a torn TLog.
+        await rm(path, { force: true });
+        continue;
+      }
+      const decoded = decodeTlog(await readFile(path));
+      if (decoded.header.tlogNumber !== tlogNumber || decoded.header.volumeUuid !== config.uuid) {
+        throw new VolumeError("Io", `local TLog ${tlogNumber} of ${config.name} belongs to another volume or number`);
+      }
+      let entries = decoded.entries;
+      if (!decoded.sealed) {
+        // The open TLog at the crash: keep the prefix of entries whose data is on disk and intact.
+        let valid = 0;
+        for (const entry of entries) {
+          if (entry.type === ENTRY_WRITE) {
+            const data = await readLocalCluster(join(directory, "sco", entry.scoNumber.toString(16).padStart(16, "0")), entry.scoOffset);
+            if (data === undefined || crc32c(data) !== entry.dataCrc) break;
+          }
+          valid++;
+        }
+        entries = entries.slice(0, valid);
+        torn = true;
+        logger.info({ volume: config.name, tlogNumber, entriesKept: valid, entriesFound: decoded.entries.length, reason: decoded.stopReason },
+          "replayed the open TLog after an unclean stop");
+        // Seal it as it now stands, so it can be uploaded like any other.
+        const lengthBytes = TLOG_HEADER_SIZE_BYTES + valid * TLOG_ENTRY_SIZE_BYTES;
+        await truncate(path, lengthBytes);
+        const bytes = await readFile(path);
+        const end = Buffer.alloc(TLOG_ENTRY_SIZE_BYTES);
+        encodeEndEntry(end, 0, valid, crc32c(bytes.subarray(TLOG_HEADER_SIZE_BYTES)));
+        const handle = await open(path, "r+");
+        try {
+          await handle.write(end, 0, TLOG_ENTRY_SIZE_BYTES, lengthBytes);
+          await handle.sync();
+        } finally {
+          await handle.close();
+        }
+      }
+      const skip = tlogNumber === position.tlogNumber ? position.entryCount : tlogNumber < position.tlogNumber ? entries.length : 0;
+      for (let index = skip; index < entries.length; index++) applyEntry(metadata, entries[index]);
+      if (entries.length > skip) lastApplied = { tlogNumber, entryCount: entries.length };
+      const scoNumbers = scoNumbersOf(entries);
+      for (const scoNumber of scoNumbers) maxScoNumber = Math.max(maxScoNumber, scoNumber);
+      maxTlogNumber = Math.max(maxTlogNumber, tlogNumber);
+      tlogsToUpload.push({ tlogNumber, scoNumbers });
+    }
+    metadata.commit(metadata.freeze(lastApplied));
+
+    // Local SCO files: which are safe (their TLog is on the backend), which await upload, which are debris.
+    const scos = new Map<number, LocalSco>();
+    const scoDirectory = join(directory, "sco");
+    const referenced = new Set(tlogsToUpload.flatMap((tlog) => tlog.scoNumbers));
+    for (const scoNumber of await listNumbered(scoDirectory, scoNumberFromKey, "sco")) {
+      const path = join(scoDirectory, scoNumber.toString(16).padStart(16, "0"));
+      let header;
+      let sizeBytes;
+      try {
+        const handle = await open(path, "r");
+        try {
+          const buffer = Buffer.alloc(SCO_HEADER_SIZE_BYTES);
+          await handle.read(buffer, 0, SCO_HEADER_SIZE_BYTES, 0);
+          header = decodeScoHeader(buffer);
+          sizeBytes = (await stat(path)).size;
+        } finally {
+          await handle.close();
+        }
+      } catch (error) {
+        logger.warn({ volume: config.name, scoNumber, err: error }, "removing unreadable local SCO file");
+        await rm(path, { force: true });
+        continue;
+      }
+      const safe = header.tlogNumber <= backendTlogNumber;
+      if (!safe && !referenced.has(scoNumber)) {
+        // Written after the last TLog entry that survived: nothing refers to it.
+        await rm(path, { force: true });
+        continue;
+      }
+      const sco = new LocalSco(scoNumber, header.tlogNumber, path);
+      sco.clusterCount = Math.max(0, Math.floor((sizeBytes - SCO_HEADER_SIZE_BYTES) / CLUSTER_SIZE_BYTES));
+      sco.fileClusterCount = sco.clusterCount;
+      sco.state = safe ? "safe" : "sealed";
+      scos.set(scoNumber, sco);
+      maxScoNumber = Math.max(maxScoNumber, scoNumber);
+    }
+    for (const tlog of tlogsToUpload) {
+      for (const scoNumber of tlog.scoNumbers) {
+        if (!scos.has(scoNumber)) throw new VolumeError("Io", `SCO ${scoNumber} of ${config.name} named by local TLog ${tlog.tlogNumber} is missing`);
+      }
+    }
+    return { metadata, scos, nextScoNumber: maxScoNumber + 1, nextTlogNumber: maxTlogNumber + 1, backendTlogNumber, tlogsToUpload };
+  } catch (error) {
+    metadata.close();
+    throw error;
+  }
+}
+
+async function listAllKeys(store: ObjectStore, namespace: string, prefix: string): Promise<string[]> {
+  const keys: string[] = [];
+  let startAfter: string | undefined;
+  for (;;) {
+    const page = await store.list(namespace, { prefix, startAfter, limitKeys: 1000 });
+    for (const object of page.objects) keys.push(object.key);
+    if (page.nextStartAfter === undefined) return keys;
+    startAfter = page.nextStartAfter;
+  }
+}
+
+/** Reads and verifies volume.json from a namespace. */
+export async function fetchVolumeConfig(store: ObjectStore, namespace: string): Promise<VolumeConfig> {
+  return decodeVolumeConfig(await store.get(namespace, VOLUME_CONFIG_KEY));
+}
+
+/**
+ * Rebuilds a volume's local directory from its backend namespace. On failure the partial directory
+ * is removed, so a later attempt starts clean.
+ */
+export async function restoreFromBackend(directory: string, store: ObjectStore, config: VolumeConfig,
+  metadataCacheBytes: number, logger: Logger): Promise<void> {
+  await rm(directory, { recursive: true, force: true });
+  await mkdir(directory, { recursive: true });
+  let metadata: MetadataStore | undefined;
+  try {
+    metadata = new MetadataStore(join(directory, METADATA_FILE), metadataCacheBytes);
+    const tlogNumbers = (await listAllKeys(store, config.namespace, "tlog/"))
+      .map(tlogNumberFromKey).filter((number): number is number => number !== undefined).sort((left, right) => left - right);
+    let maxScoNumber = 0;
+    let position = { tlogNumber: 0, entryCount: 0 };
+    for (let index = 0; index < tlogNumbers.length; index++) {
+      const tlogNumber = tlogNumbers[index];
+      if (index > 0 && tlogNumber !== tlogNumbers[index - 1] + 1) {
+        throw new VolumeError("Io", `volume ${config.name}: TLog ${tlogNumbers[index - 1] + 1} is missing from the backend (found ${tlogNumber} after ${tlogNumbers[index - 1]})`);
+      }
+      const decoded = (() => {
+        return store.get(config.namespace, tlogObjectKey(tlogNumber)).then((data) => {
+          try {
+            return decodeTlog(data);
+          } catch (error) {
+            throw new VolumeError("Io", `volume ${config.name}: TLog ${tlogNumber} on the backend is corrupt: ${(error as Error).message}`);
+          }
+        });
+      })();
+      const tlog = await decoded;
+      if (!tlog.sealed || tlog.stopReason !== undefined || tlog.header.tlogNumber !== tlogNumber || tlog.header.volumeUuid !== config.uuid) {
+        throw new VolumeError("Io", `volume ${config.name}: TLog ${tlogNumber} on the backend is corrupt: ${tlog.stopReason ?? "not sealed or wrong header"}`);
+      }
+      for (const entry of tlog.entries) {
+        if (entry.type === ENTRY_TRIM || entry.type === ENTRY_WRITE) applyEntry(metadata, entry);
+        if (entry.type === ENTRY_WRITE) maxScoNumber = Math.max(maxScoNumber, entry.scoNumber);
+      }
+      position = { tlogNumber, entryCount: tlog.entries.length };
+      if (metadata.dirtyPageCount() > 4096) metadata.commit(metadata.freeze(position));
+    }
+    for (const key of await listAllKeys(store, config.namespace, "sco/")) {
+      const scoNumber = scoNumberFromKey(key);
+      if (scoNumber !== undefined) maxScoNumber = Math.max(maxScoNumber, scoNumber);
+    }
+    const lastTlog = tlogNumbers.length > 0 ? tlogNumbers[tlogNumbers.length - 1] : 0;
+    metadata.commit(metadata.freeze(position), { backend_tlog: String(lastTlog), uploaded_max_sco: String(maxScoNumber) });
+    metadata.close();
+    metadata = undefined;
+    logger.info({ volume: config.name, tlogs: tlogNumbers.length }, "restored volume from the backend");
+  } catch (error) {
+    metadata?.close();
+    await rm(directory, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+export async function writeLocalConfig(directory: string, encoded: Buffer): Promise<void> {
+  await mkdir(directory, { recursive: true });
+  const temporary = join(directory, `${VOLUME_CONFIG_KEY}.tmp`);
+  await writeFile(temporary, encoded);
+  const handle = await open(temporary, "r");
+  await handle.sync();
+  await handle.close();
+  await rename(temporary, join(directory, VOLUME_CONFIG_KEY));
+}
