@@ -28,6 +28,26 @@ import { CLUSTER_SIZE_BYTES } from "./vpool-types.ts";
 const SEGMENT_CLUSTERS_MAX = 256;
 const SEGMENT_ENTRIES_MAX = 1024;
 const RETRY_DELAY_MS = 1000;
+/** Segments written with one writev: up to 32 MiB of SCO data per system call. */
+const SEGMENT_BATCH_MAX = 32;
+
+/** writev that finishes short writes (the kernel may write less than asked). */
+async function writeAllAt(handle: FileHandle, buffers: Buffer[], position: number): Promise<void> {
+  let remaining = buffers;
+  let offset = position;
+  while (remaining.length > 0) {
+    const { bytesWritten } = await handle.writev(remaining, offset);
+    offset += bytesWritten;
+    let skip = bytesWritten;
+    const rest: Buffer[] = [];
+    for (const buffer of remaining) {
+      if (skip >= buffer.length) { skip -= buffer.length; continue; }
+      rest.push(skip > 0 ? buffer.subarray(skip) : buffer);
+      skip = 0;
+    }
+    remaining = rest;
+  }
+}
 
 export interface JournalSettings {
   volumeUuid: string;
@@ -77,9 +97,14 @@ interface Segment {
   tlogEntryCount: number;
 }
 
+interface SyncWaiter {
+  resolve: () => void;
+  reject: (error: Error) => void;
+}
+
 type Operation =
   | { kind: "segment"; segment: Segment }
-  | { kind: "sync"; sco: LocalSco | undefined; tlog: OpenTlog | undefined; waiters: Array<{ resolve: () => void; reject: (error: Error) => void }> }
+  | { kind: "sync"; sco: LocalSco | undefined; tlog: OpenTlog | undefined; waiters: SyncWaiter[] }
   | { kind: "sealSco"; sco: LocalSco; tlog: OpenTlog; checkpoint: ReturnType<MetadataStore["freeze"]> }
   | { kind: "checkpoint"; sco: LocalSco | undefined; tlog: OpenTlog; checkpoint: ReturnType<MetadataStore["freeze"]> }
   | { kind: "sealTlog"; tlog: OpenTlog };
@@ -104,6 +129,17 @@ export class Journal {
   /** Appends since the last sync was queued: a flush with nothing new returns at once. */
   private appendsSinceSync = 0;
   private stopped = false;
+  /** Ordered steps that run once an fsync completes (commit metadata, resolve flushes, notify). */
+  private durabilityChain: Promise<void> = Promise.resolve();
+  /** Set when an fsync failed: the volume accepts no more writes. */
+  private failure: VolumeError | undefined;
+  private syncRunning = false;
+  /** Reused segment buffers: fresh 1 MiB buffers cost page faults and GC on every segment. */
+  private readonly scoBufferPool: Buffer[] = [];
+  private readonly tlogBufferPool: Buffer[] = [];
+  private readonly nextSyncWaiters: SyncWaiter[] = [];
+  /** Resolves when the most recent flush's sync completes. */
+  private lastSync: Promise<void> = Promise.resolve();
 
   constructor(settings: JournalSettings, metadata: MetadataStore, listener: JournalListener,
     scos: Map<number, LocalSco>, nextScoNumber: number, nextTlogNumber: number) {
@@ -151,7 +187,8 @@ export class Journal {
     if (this.segment === undefined) {
       this.segment = {
         sco: undefined, scoFirstCluster: 0, scoData: undefined, scoClusterCount: 0,
-        tlog, tlogFirstEntry: tlog.entryCount, tlogData: Buffer.allocUnsafe(SEGMENT_ENTRIES_MAX * TLOG_ENTRY_SIZE_BYTES), tlogEntryCount: 0,
+        tlog, tlogFirstEntry: tlog.entryCount, tlogEntryCount: 0,
+        tlogData: this.tlogBufferPool.pop() ?? Buffer.allocUnsafeSlow(SEGMENT_ENTRIES_MAX * TLOG_ENTRY_SIZE_BYTES),
       };
       this.scheduleKick();
     }
@@ -162,8 +199,13 @@ export class Journal {
    * Appends one 4 KiB cluster for clusterAddress; returns where it now lives. The caller updates the
    * metadata right after, in the same tick.
    */
-  appendCluster(data: Uint8Array, clusterAddress: number, dataCrc: number): { scoNumber: number; scoOffset: number } {
+  private checkUsable(): void {
+    if (this.failure !== undefined) throw this.failure;
     if (this.stopped) throw new VolumeError("Closed", "volume is closed");
+  }
+
+  appendCluster(data: Uint8Array, clusterAddress: number, dataCrc: number): { scoNumber: number; scoOffset: number } {
+    this.checkUsable();
     if (this.currentSco !== undefined && this.currentSco.clusterCount >= this.settings.scoClusterCount) {
       this.sealCurrentSco(false);
     }
@@ -191,7 +233,7 @@ export class Journal {
     if (segment.sco === undefined) {
       segment.sco = sco;
       segment.scoFirstCluster = sco.clusterCount;
-      segment.scoData = Buffer.allocUnsafe(SEGMENT_CLUSTERS_MAX * CLUSTER_SIZE_BYTES);
+      segment.scoData = this.scoBufferPool.pop() ?? Buffer.allocUnsafeSlow(SEGMENT_CLUSTERS_MAX * CLUSTER_SIZE_BYTES);
       sco.pendingChunks.push({ firstCluster: sco.clusterCount, clusterCount: 0, data: segment.scoData });
     }
     const scoOffset = sco.clusterCount;
@@ -212,7 +254,7 @@ export class Journal {
 
   /** Appends a TRIM entry for clusters [clusterAddress, +clusterCount). */
   appendTrim(clusterAddress: number, clusterCount: number): void {
-    if (this.stopped) throw new VolumeError("Closed", "volume is closed");
+    this.checkUsable();
     let segment = this.ensureSegment();
     if (segment.tlogEntryCount >= SEGMENT_ENTRIES_MAX) {
       this.closeSegment();
@@ -305,29 +347,36 @@ export class Journal {
 
   /** Group commit: resolves when everything appended before the call is fsynced. */
   flush(): Promise<void> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
     if (this.stopped) return Promise.reject(new VolumeError("Closed", "volume is closed"));
-    if (this.appendsSinceSync === 0 && this.queuedSync === undefined) return this.whenIdle();
-    return new Promise<void>((resolve, reject) => {
-      if (this.appendsSinceSync === 0 && this.queuedSync !== undefined) {
-        this.queuedSync.waiters.push({ resolve, reject });
-        return;
-      }
-      this.closeSegment();
-      this.appendsSinceSync = 0;
+    if (this.appendsSinceSync === 0) return this.lastSync;
+    this.closeSegment();
+    this.appendsSinceSync = 0;
+    const promise = new Promise<void>((resolve, reject) => {
       const sync: Extract<Operation, { kind: "sync" }> = {
         kind: "sync", sco: this.currentSco, tlog: this.currentTlog, waiters: [{ resolve, reject }],
       };
       this.queuedSync = sync;
       this.queue.push(sync);
-      this.scheduleKick();
     });
+    promise.catch(() => undefined);
+    this.lastSync = promise;
+    this.scheduleKick();
+    return promise;
   }
 
   /** Resolves when the worker has nothing queued (all appends so far are in files). */
-  whenIdle(): Promise<void> {
-    if (!this.workerRunning && this.queue.length === 0 && this.segment === undefined) return Promise.resolve();
-    this.closeSegment();
-    return new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+  async whenIdle(): Promise<void> {
+    for (;;) {
+      if (this.workerRunning || this.queue.length > 0 || this.segment !== undefined) {
+        this.closeSegment();
+        await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+        continue;
+      }
+      const chain = this.durabilityChain;
+      await chain;
+      if (chain === this.durabilityChain && !this.workerRunning && this.queue.length === 0) return;
+    }
   }
 
   private scheduleKick(): void {
@@ -348,8 +397,14 @@ export class Journal {
         const operation = this.queue[0];
         if (operation === undefined || this.stopped) break;
         try {
-          await this.execute(operation);
-          this.queue.shift();
+          if (operation.kind === "segment") {
+            const batch = this.segmentBatch();
+            await this.writeSegments(batch);
+            this.queue.splice(0, batch.length);
+          } else {
+            await this.execute(operation);
+            this.queue.shift();
+          }
         } catch (error) {
           if (this.stopped) break;
           this.settings.logger.error({ err: error, operation: operation.kind }, "journal write failed; retrying");
@@ -389,50 +444,34 @@ export class Journal {
 
   private async execute(operation: Operation): Promise<void> {
     switch (operation.kind) {
-      case "segment": {
-        const segment = operation.segment;
-        if (segment.sco !== undefined && segment.scoData !== undefined && segment.scoClusterCount > 0) {
-          const handle = await this.scoHandle(segment.sco);
-          const lengthBytes = segment.scoClusterCount * CLUSTER_SIZE_BYTES;
-          await handle.write(segment.scoData, 0, lengthBytes, scoClusterOffsetBytes(segment.scoFirstCluster));
-          segment.sco.fileClusterCount = segment.scoFirstCluster + segment.scoClusterCount;
-          const index = segment.sco.pendingChunks.findIndex((chunk) => chunk.data === segment.scoData);
-          if (index >= 0) segment.sco.pendingChunks.splice(index, 1);
-        }
-        if (segment.tlogEntryCount > 0) {
-          const handle = await this.tlogHandle(segment.tlog);
-          await handle.write(segment.tlogData, 0, segment.tlogEntryCount * TLOG_ENTRY_SIZE_BYTES,
-            TLOG_HEADER_SIZE_BYTES + segment.tlogFirstEntry * TLOG_ENTRY_SIZE_BYTES);
-        }
-        this.release(segment.scoClusterCount * CLUSTER_SIZE_BYTES + segment.tlogEntryCount * TLOG_ENTRY_SIZE_BYTES);
+      case "segment":
+        await this.writeSegments([operation.segment]);
         return;
-      }
       case "sync": {
         if (this.queuedSync === operation) this.queuedSync = undefined;
-        const handles: FileHandle[] = [];
-        const scoHandle = operation.sco?.currentHandle();
-        if (scoHandle !== undefined) handles.push(scoHandle);
-        if (operation.tlog?.handle !== undefined) handles.push(operation.tlog.handle);
-        await Promise.all(handles.map((handle) => handle.datasync()));
-        for (const waiter of operation.waiters) waiter.resolve();
+        const files = [operation.sco?.currentHandle(), operation.tlog?.handle];
+        if (this.syncRunning) {
+          // Group commit: one fsync at a time; flushes that come meanwhile share the next one.
+          this.nextSyncWaiters.push(...operation.waiters);
+          return;
+        }
+        this.runSync(files, operation.waiters);
         return;
       }
       case "sealSco": {
-        const handle = await this.scoHandle(operation.sco);
-        await handle.datasync();
-        if (operation.tlog.handle !== undefined) await operation.tlog.handle.datasync();
-        this.metadata.commit(operation.checkpoint);
-        if (operation.sco.state === "open") {
-          operation.sco.state = "sealed";
-          this.listener.scoSealed(operation.sco);
-        }
+        const synced = this.startDatasync(await this.scoHandle(operation.sco), operation.tlog.handle);
+        this.afterDurable(synced, () => {
+          this.metadata.commit(operation.checkpoint);
+          if (operation.sco.state === "open") {
+            operation.sco.state = "sealed";
+            this.listener.scoSealed(operation.sco);
+          }
+        });
         return;
       }
       case "checkpoint": {
-        const scoHandle = operation.sco?.currentHandle();
-        if (scoHandle !== undefined) await scoHandle.datasync();
-        if (operation.tlog.handle !== undefined) await operation.tlog.handle.datasync();
-        this.metadata.commit(operation.checkpoint);
+        const synced = this.startDatasync(operation.sco?.currentHandle(), operation.tlog.handle);
+        this.afterDurable(synced, () => this.metadata.commit(operation.checkpoint));
         return;
       }
       case "sealTlog": {
@@ -441,13 +480,106 @@ export class Journal {
         const end = Buffer.alloc(TLOG_ENTRY_SIZE_BYTES);
         encodeEndEntry(end, 0, tlog.entryCount, tlog.chainCrc);
         await handle.write(end, 0, TLOG_ENTRY_SIZE_BYTES, TLOG_HEADER_SIZE_BYTES + tlog.entryCount * TLOG_ENTRY_SIZE_BYTES);
-        await handle.sync();
-        await handle.close();
-        tlog.handle = undefined;
-        this.listener.tlogSealed(tlog.tlogNumber, tlog.scoNumbers.slice());
+        tlog.handle = undefined; // no more writes; closed once durable
+        const synced = handle.sync();
+        this.afterDurable(synced, async () => {
+          await handle.close();
+          this.listener.tlogSealed(tlog.tlogNumber, tlog.scoNumbers.slice());
+        });
         return;
       }
     }
+  }
+
+  private runSync(files: Array<FileHandle | undefined>, waiters: SyncWaiter[]): void {
+    this.syncRunning = true;
+    this.afterDurable(this.startDatasync(...files), () => {
+      for (const waiter of waiters) waiter.resolve();
+      this.syncRunning = false;
+      if (this.nextSyncWaiters.length > 0) {
+        // Everything these waiters appended was written before their sync op ran, so syncing the
+        // files open now covers it (sealed files were synced by their own seal step, earlier in order).
+        this.runSync([this.currentSco?.currentHandle(), this.currentTlog?.handle], this.nextSyncWaiters.splice(0));
+      }
+    }, (error) => {
+      for (const waiter of waiters) waiter.reject(error);
+      this.syncRunning = false;
+      for (const waiter of this.nextSyncWaiters.splice(0)) waiter.reject(error);
+    });
+  }
+
+  /** Starts fdatasync of the given files now, so it covers every write issued before this call. */
+  private startDatasync(...handles: Array<FileHandle | undefined>): Promise<void> {
+    return Promise.all(handles.filter((handle) => handle !== undefined).map((handle) => handle.datasync())).then(() => undefined);
+  }
+
+  /**
+   * Runs `then` once `synced` resolves and every earlier durability step has run, in order; the worker
+   * meanwhile goes on writing later segments (an fsync covers writes issued before it, and later
+   * writes go to later offsets). An fsync failure is fatal for the volume: the kernel may have
+   * dropped the dirty pages, so nothing after it can be promised (restart replays the TLogs).
+   */
+  private afterDurable(synced: Promise<void>, then: () => void | Promise<void>, onError?: (error: Error) => void): void {
+    synced.catch(() => undefined);
+    this.durabilityChain = this.durabilityChain.then(async () => {
+      if (this.failure !== undefined) throw this.failure;
+      try {
+        await synced;
+      } catch (error) {
+        this.failure = new VolumeError("Io", `local write buffer fsync failed (${(error as Error).message}); restart the StorageDriver to replay the TLogs`);
+        this.settings.logger.fatal({ err: error }, "fsync failed: the volume stops accepting writes");
+        throw this.failure;
+      }
+      if (this.stopped) throw new VolumeError("Closed", "volume closed before the flush completed");
+      await then();
+    }).catch((error: unknown) => {
+      onError?.(error instanceof Error ? error : new Error(String(error)));
+      if (this.failure === undefined && !this.stopped) this.settings.logger.error({ err: error }, "journal durability step failed");
+    });
+  }
+
+  /** The segments at the head of the queue that can be written with one writev per file. */
+  private segmentBatch(): Segment[] {
+    const batch: Segment[] = [];
+    for (const operation of this.queue) {
+      if (operation.kind !== "segment" || batch.length >= SEGMENT_BATCH_MAX) break;
+      const first = batch[0];
+      if (first !== undefined && (operation.segment.tlog !== first.tlog
+        || (operation.segment.sco !== undefined && first.sco !== undefined && operation.segment.sco !== first.sco))) break;
+      batch.push(operation.segment);
+    }
+    return batch;
+  }
+
+  /** Writes consecutive segments (one SCO, one TLog): SCO bytes first, then the TLog entries naming them. */
+  private async writeSegments(segments: Segment[]): Promise<void> {
+    const scoSegments = segments.filter((segment) => segment.sco !== undefined && segment.scoData !== undefined && segment.scoClusterCount > 0);
+    if (scoSegments.length > 0) {
+      const sco = scoSegments[0].sco as LocalSco;
+      const handle = await this.scoHandle(sco);
+      const buffers = scoSegments.map((segment) => (segment.scoData as Buffer).subarray(0, segment.scoClusterCount * CLUSTER_SIZE_BYTES));
+      await writeAllAt(handle, buffers, scoClusterOffsetBytes(scoSegments[0].scoFirstCluster));
+      const last = scoSegments[scoSegments.length - 1];
+      sco.fileClusterCount = last.scoFirstCluster + last.scoClusterCount;
+      for (const segment of scoSegments) {
+        const index = sco.pendingChunks.findIndex((chunk) => chunk.data === segment.scoData);
+        if (index >= 0) sco.pendingChunks.splice(index, 1);
+      }
+    }
+    const tlogSegments = segments.filter((segment) => segment.tlogEntryCount > 0);
+    if (tlogSegments.length > 0) {
+      const handle = await this.tlogHandle(tlogSegments[0].tlog);
+      const buffers = tlogSegments.map((segment) => segment.tlogData.subarray(0, segment.tlogEntryCount * TLOG_ENTRY_SIZE_BYTES));
+      await writeAllAt(handle, buffers, TLOG_HEADER_SIZE_BYTES + tlogSegments[0].tlogFirstEntry * TLOG_ENTRY_SIZE_BYTES);
+    }
+    let bytes = 0;
+    const poolMax = Math.ceil(this.settings.pendingBytesMax / (SEGMENT_CLUSTERS_MAX * CLUSTER_SIZE_BYTES));
+    for (const segment of segments) {
+      bytes += segment.scoClusterCount * CLUSTER_SIZE_BYTES + segment.tlogEntryCount * TLOG_ENTRY_SIZE_BYTES;
+      if (segment.scoData !== undefined && this.scoBufferPool.length < poolMax) this.scoBufferPool.push(segment.scoData);
+      if (this.tlogBufferPool.length < poolMax) this.tlogBufferPool.push(segment.tlogData);
+    }
+    this.release(bytes);
   }
 
   private release(bytes: number): void {
@@ -458,14 +590,17 @@ export class Journal {
   /** Stops the worker at once (crash simulation or after a clean drain). Pending flushes are rejected. */
   async stop(): Promise<void> {
     this.stopped = true;
+    const closedError = new VolumeError("Closed", "volume closed before the flush completed");
     for (const operation of this.queue) {
-      if (operation.kind === "sync") for (const waiter of operation.waiters) waiter.reject(new VolumeError("Closed", "volume closed before the flush completed"));
+      if (operation.kind === "sync") for (const waiter of operation.waiters) waiter.reject(closedError);
     }
+    for (const waiter of this.nextSyncWaiters.splice(0)) waiter.reject(closedError);
     this.queue.length = 0;
     this.segment = undefined;
     for (const waiter of this.roomWaiters.splice(0)) waiter();
     for (const waiter of this.idleWaiters.splice(0)) waiter();
     while (this.workerRunning) await new Promise((resolve) => setTimeout(resolve, 5));
+    await this.durabilityChain;
     await this.currentTlog?.handle?.close().catch(() => undefined);
     if (this.currentTlog) this.currentTlog.handle = undefined;
   }

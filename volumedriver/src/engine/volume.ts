@@ -10,7 +10,7 @@ import { isStoreError, type ObjectStore } from "../backend/object-store.ts";
 import { type BlockExtent, VolumeError, type WriteOptions, type WriteZeroesOptions } from "./block-device.ts";
 import { Journal, type JournalListener } from "./journal.ts";
 import type { LocalSco } from "./local-sco.ts";
-import type { MetadataStore } from "./metadata-store.ts";
+import { METADATA_PAGE_SIZE_BYTES, type MetadataStore } from "./metadata-store.ts";
 import { ReadCache } from "./read-cache.ts";
 import { scoClusterOffsetBytes, scoObjectKey } from "./formats/sco-format.ts";
 import type { VolumeConfig } from "./formats/volume-config.ts";
@@ -101,7 +101,7 @@ export class VolumeEngine implements VolumeInterface, WriteBufferMember, Journal
       tlogScoCountMax: this.settings.tlogScoCountMax,
       scoMaxAgeMs: this.settings.scoMaxAgeMs,
       pendingBytesMax: Math.max(8 * 1024 * 1024, Math.min(64 * 1024 * 1024, this.settings.writeBufferSizeBytes / 4)),
-      dirtyPagesMax: Math.max(1024, Math.floor(this.settings.metadataCacheSizeBytes / 4 / 4096)),
+      dirtyPagesMax: Math.max(1024, Math.floor(this.settings.metadataCacheSizeBytes / METADATA_PAGE_SIZE_BYTES)),
       nowMs: this.nowMs,
       logger: this.logger,
     }, this.metadata, this, this.scos, recovered.nextScoNumber, recovered.nextTlogNumber);

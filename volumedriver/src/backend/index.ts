@@ -1,0 +1,18 @@
+// The backend layer in one import: the ObjectStore contract, its implementations (memory, local)
+// and the wrappers that stack on any of them (retrying, instrumented, failing).
+export * from "./object-store.ts";
+export { compareKeys, LIST_LIMIT_KEYS_MAX } from "./list-paging.ts";
+export { MemoryObjectStore } from "./memory-store.ts";
+export { LocalObjectStore } from "./local-store.ts";
+export { RetryingObjectStore } from "./retrying-store.ts";
+export type { RetryingObjectStoreOptions } from "./retrying-store.ts";
+export { InstrumentedObjectStore, LATENCY_BUCKET_UPPER_BOUNDS_MS } from "./instrumented-store.ts";
+export type {
+  InstrumentedObjectStoreOptions,
+  ObjectStoreOperation,
+  ObjectStoreStatsSnapshot,
+  OperationStats,
+  OperationStatsTable,
+} from "./instrumented-store.ts";
+export { FailingObjectStore, mulberry32 } from "./failing-store.ts";
+export type { FailingObjectStoreOptions, InjectedFaultPoint } from "./failing-store.ts";

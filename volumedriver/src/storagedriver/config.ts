@@ -1,0 +1,151 @@
+// The StorageDriver config file: which vPool this process hosts, where its local data and its backend
+// are, and where the management API listens. JSON, checked field by field on load so that a mistake
+// is reported with the file and the field. Relative paths are taken from the file's directory.
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import type { VPoolSettings } from "../engine/vpool-types.ts";
+import { checkOnlyKeys, parseBackendSpec, type BackendSpec } from "./backend-spec.ts";
+
+export const MANAGEMENT_API_HOST_DEFAULT = "127.0.0.1";
+export const MANAGEMENT_API_PORT_DEFAULT = 8510;
+export const VPOOL_NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,30}$/;
+
+export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface ManagementApiAddress {
+  host: string;
+  /** 0 picks a free port (reported on stdout and to the parent process). */
+  port: number;
+}
+
+export interface StorageDriverConfig {
+  /** vPool name: [a-z0-9][a-z0-9-]{0,30}. */
+  vpool: string;
+  /** Local directory of the vPool: write buffer and metadata. */
+  directory: string;
+  backend: BackendSpec;
+  managementApi: ManagementApiAddress;
+  /** vPool settings that differ from the engine's defaults. */
+  settings: Partial<VPoolSettings>;
+  /** Log file (pino JSON lines); without it the log goes to stderr. */
+  logFile?: string;
+  logLevel: LogLevel;
+  /** Written with this process's PID while it runs, removed on exit. */
+  pidFile?: string;
+}
+
+const VPOOL_SETTING_NAMES: ReadonlyArray<keyof VPoolSettings> = [
+  "scoSizeBytes", "scoMaxAgeMs", "tlogScoCountMax", "writeBufferSizeBytes", "writeBufferTriggerGapBytes",
+  "readCacheSizeBytes", "metadataCacheSizeBytes", "uploadConcurrency", "prefetchClusters",
+];
+
+const CONFIG_KEYS = ["vpool", "directory", "backend", "managementApi", "settings", "logFile", "logLevel", "pidFile"];
+
+export async function loadStorageDriverConfig(file: string): Promise<StorageDriverConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (error) {
+    throw new Error(`cannot read the StorageDriver config ${file}: ${(error as Error).message}`, { cause: error });
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new Error(`the StorageDriver config ${file} is not valid JSON: ${(error as Error).message}`, { cause: error });
+  }
+  return parseStorageDriverConfig(value, path.dirname(path.resolve(file)), file);
+}
+
+/** Checks a parsed config; relative paths are resolved against baseDirectory. Throws Error naming the field. */
+export function parseStorageDriverConfig(value: unknown, baseDirectory: string, where: string): StorageDriverConfig {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new Error(`${where} must hold a JSON object`);
+  }
+  const raw = value as Record<string, unknown>;
+  checkOnlyKeys(raw, CONFIG_KEYS, where);
+  if (typeof raw.vpool !== "string" || !VPOOL_NAME_PATTERN.test(raw.vpool)) {
+    throw new Error(`${where}: "vpool" must be a vPool name of 1-31 characters of a-z, 0-9 and '-', starting with a letter or digit`);
+  }
+  const config: StorageDriverConfig = {
+    vpool: raw.vpool,
+    directory: parsePath(raw.directory, baseDirectory, `${where}: "directory"`),
+    backend: parseBackendSpec(raw.backend, baseDirectory, `${where}: "backend"`),
+    managementApi: parseAddress(raw.managementApi, `${where}: "managementApi"`),
+    settings: parseSettings(raw.settings, `${where}: "settings"`),
+    logLevel: parseLogLevel(raw.logLevel, `${where}: "logLevel"`),
+  };
+  if (raw.logFile !== undefined) {
+    config.logFile = parsePath(raw.logFile, baseDirectory, `${where}: "logFile"`);
+  }
+  if (raw.pidFile !== undefined) {
+    config.pidFile = parsePath(raw.pidFile, baseDirectory, `${where}: "pidFile"`);
+  }
+  return config;
+}
+
+function parsePath(value: unknown, baseDirectory: string, where: string): string {
+  if (typeof value !== "string" || value.length === 0) {
+    throw new Error(`${where} must be a path (relative paths start at the config file's directory)`);
+  }
+  return path.resolve(baseDirectory, value);
+}
+
+function parseAddress(value: unknown, where: string): ManagementApiAddress {
+  if (value === undefined) {
+    return { host: MANAGEMENT_API_HOST_DEFAULT, port: MANAGEMENT_API_PORT_DEFAULT };
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new Error(`${where} must be an object like {"host": "127.0.0.1", "port": 8510}`);
+  }
+  const raw = value as Record<string, unknown>;
+  checkOnlyKeys(raw, ["host", "port"], where);
+  const host = raw.host ?? MANAGEMENT_API_HOST_DEFAULT;
+  const port = raw.port ?? MANAGEMENT_API_PORT_DEFAULT;
+  if (typeof host !== "string" || host.length === 0) {
+    throw new Error(`${where}.host must be an address to listen on, e.g. "127.0.0.1"`);
+  }
+  if (!isPort(port)) {
+    throw new Error(`${where}.port must be a TCP port 0-65535 (0: any free port)`);
+  }
+  return { host, port };
+}
+
+export function isPort(value: unknown): value is number {
+  return typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= 65535;
+}
+
+function parseSettings(value: unknown, where: string): Partial<VPoolSettings> {
+  if (value === undefined) {
+    return {};
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new Error(`${where} must be an object of vPool settings, e.g. {"scoSizeBytes": 67108864}`);
+  }
+  const raw = value as Record<string, unknown>;
+  checkOnlyKeys(raw, VPOOL_SETTING_NAMES, where);
+  const settings: Partial<VPoolSettings> = {};
+  for (const name of VPOOL_SETTING_NAMES) {
+    const setting = raw[name];
+    if (setting === undefined) {
+      continue;
+    }
+    // Ranges are the engine's to check (openVPool refuses values out of range, naming them).
+    if (typeof setting !== "number" || !Number.isSafeInteger(setting) || setting < 0) {
+      throw new Error(`${where}.${name} must be a whole number >= 0 (the unit is in its name)`);
+    }
+    settings[name] = setting;
+  }
+  return settings;
+}
+
+function parseLogLevel(value: unknown, where: string): LogLevel {
+  if (value === undefined) {
+    return "info";
+  }
+  if (typeof value !== "string" || !(LOG_LEVELS as readonly string[]).includes(value)) {
+    throw new Error(`${where} must be one of ${LOG_LEVELS.join(", ")}`);
+  }
+  return value as LogLevel;
+}

@@ -1,0 +1,179 @@
+// The StorageDriver process: hosts the vDisks of one vPool and serves their management API on
+// loopback. Lifecycle: open the backend stack, open the vPool (which discovers the vDisks already
+// in the backend), listen, announce; on SIGINT, SIGTERM or loss of the parent's IPC channel, stop
+// accepting requests, close the vPool (flush, seal, upload; bounded) and exit. A second signal while
+// stopping is ignored: stopping is already under way and is bounded by SHUTDOWN_DEADLINE_MS.
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { isIP } from "node:net";
+import type { FastifyInstance } from "fastify";
+import { pino, type Logger } from "pino";
+import { openVPool } from "../engine/vpool.ts";
+import type { VPool } from "../engine/vpool-types.ts";
+import { openBackend, summarizeNamespaceStats, type OpenedBackend } from "./backend-opener.ts";
+import { describeBackendSpec } from "./backend-spec.ts";
+import type { StorageDriverConfig } from "./config.ts";
+import { buildManagementApi } from "./management-api.ts";
+
+/** How long the vPool may take to flush and upload on shutdown. */
+export const VPOOL_CLOSE_TIMEOUT_MS = 25_000;
+/** The process exits by this time after the stop request, whatever happens. */
+export const SHUTDOWN_DEADLINE_MS = 29_000;
+
+/** Messages to the parent process (`ovs up`) over the IPC channel, when there is one. */
+export type StorageDriverMessage =
+  | { type: "ready"; vpool: string; url: string; pid: number; vdiskCount: number }
+  | { type: "stopping"; vpool: string; reason: string };
+
+export function createStorageDriverLogger(config: StorageDriverConfig): Logger {
+  if (config.logFile !== undefined) {
+    mkdirSync(path.dirname(config.logFile), { recursive: true });
+  }
+  const destination = pino.destination({ dest: config.logFile ?? 2, sync: true, mkdir: true });
+  return pino({
+    name: "storagedriver",
+    level: config.logLevel,
+    base: { pid: process.pid, vpool: config.vpool },
+    // Backends that need credentials will carry them under these names; never let them reach a log.
+    redact: ["req.headers.authorization", "*.secretAccessKey", "*.password", "*.token", "*.credentials"],
+  }, destination);
+}
+
+function urlOf(host: string, port: number): string {
+  return `http://${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
+}
+
+function sendToParent(message: StorageDriverMessage): void {
+  if (process.send !== undefined && process.connected) {
+    process.send(message);
+  }
+}
+
+/**
+ * Runs the StorageDriver until it is told to stop; resolves with the exit code. Writes the
+ * "management API on" line to stdout once it serves requests.
+ */
+export async function runStorageDriver(config: StorageDriverConfig): Promise<number> {
+  const logger = createStorageDriverLogger(config);
+  const backendDescription = describeBackendSpec(config.backend);
+  let backend: OpenedBackend | undefined;
+  let vpool: VPool | undefined;
+  let app: FastifyInstance | undefined;
+  let stopReason: string | undefined;
+  let resolveStopRequested: () => void = () => {};
+  const stopRequested = new Promise<void>((resolve) => { resolveStopRequested = resolve; });
+
+  const requestStop = (reason: string): void => {
+    if (stopReason !== undefined) {
+      logger.warn({ reason }, "already stopping: the vPool is flushing and uploading; the process exits within the shutdown deadline");
+      return;
+    }
+    stopReason = reason;
+    logger.info({ reason }, "stopping");
+    sendToParent({ type: "stopping", vpool: config.vpool, reason });
+    // Whatever happens from here on, the process ends in bounded time.
+    setTimeout(() => {
+      logger.fatal({ deadlineMs: SHUTDOWN_DEADLINE_MS }, "shutdown deadline passed: exiting without a clean close; the write buffer is replayed on the next start");
+      process.exit(1);
+    }, SHUTDOWN_DEADLINE_MS).unref();
+    resolveStopRequested();
+  };
+  const onSignal = (signal: NodeJS.Signals): void => requestStop(signal);
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  // Started by `ovs up` with an IPC channel: if that parent dies, nobody will stop us; stop now.
+  process.on("disconnect", () => requestStop("parent process gone"));
+  // A bug: crash loudly, but leave its trace in the log file first (stderr may be a file nobody reads).
+  const crash = (error: unknown): void => {
+    logger.fatal({ err: error }, "uncaught error: this is a bug; the write buffer is replayed on the next start");
+    process.exit(1);
+  };
+  process.on("uncaughtException", crash);
+  process.on("unhandledRejection", crash);
+
+  writePidFile(config.pidFile);
+  try {
+    if (isIP(config.managementApi.host) !== 0 && !["127.0.0.1", "::1"].includes(config.managementApi.host)) {
+      logger.warn({ host: config.managementApi.host }, "the management API has no authentication: serve it on loopback only");
+    }
+    logger.info({ directory: config.directory, backend: backendDescription, settings: config.settings }, "opening vPool");
+    backend = openBackend(config.backend);
+    vpool = await openVPool({ ...config.settings, name: config.vpool, directory: config.directory, backend: backend.store, logger: logger.child({ component: "engine" }) });
+    const vdiskCount = vpool.listVolumes().length;
+    logger.info({ vdiskCount }, "vPool open");
+    if (stopReason === undefined) {
+      const instrumented = backend.instrumented;
+      app = buildManagementApi({
+        vpool, backendDescription, logger: logger.child({ component: "management-api" }),
+        backendStats: (namespace) => summarizeNamespaceStats(instrumented, namespace),
+      });
+      await app.listen({ host: config.managementApi.host, port: config.managementApi.port });
+      const address = app.server.address();
+      const port = typeof address === "object" && address !== null ? address.port : config.managementApi.port;
+      const url = urlOf(config.managementApi.host, port);
+      process.stdout.write(`storagedriver ${config.vpool} management API on ${url} (${vdiskCount} vDisks, backend ${backendDescription})\n`);
+      logger.info({ url }, "management API listening");
+      sendToParent({ type: "ready", vpool: config.vpool, url, pid: process.pid, vdiskCount });
+    }
+    await stopRequested;
+    const exitCode = await stop(logger, app, vpool, backend);
+    if (exitCode === 0) {
+      process.stdout.write(`storagedriver ${config.vpool} stopped cleanly\n`);
+    }
+    return exitCode;
+  } catch (error) {
+    const message = startupErrorMessage(error, config);
+    logger.error({ err: error }, message);
+    process.stderr.write(`storagedriver ${config.vpool}: ${message}\n`);
+    await stop(logger, app, vpool, backend).catch(() => 1);
+    return 1;
+  } finally {
+    removePidFile(config.pidFile);
+  }
+}
+
+async function stop(logger: Logger, app: FastifyInstance | undefined, vpool: VPool | undefined, backend: OpenedBackend | undefined): Promise<number> {
+  let exitCode = 0;
+  // Stop accepting first: requests in flight finish, new ones get 503.
+  await app?.close();
+  if (vpool !== undefined) {
+    try {
+      await vpool.close({ timeoutMs: VPOOL_CLOSE_TIMEOUT_MS });
+      logger.info("vPool closed cleanly: everything is on the backend");
+    } catch (error) {
+      exitCode = 1;
+      logger.error({ err: error }, "vPool did not close cleanly: data not yet on the backend stays in the write buffer and is uploaded on the next start");
+    }
+  }
+  try {
+    await backend?.store.close();
+  } catch (error) {
+    logger.warn({ err: error }, "closing the backend failed");
+  }
+  return exitCode;
+}
+
+function startupErrorMessage(error: unknown, config: StorageDriverConfig): string {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  const { host, port } = config.managementApi;
+  if (code === "EADDRINUSE") {
+    return `cannot serve the management API: ${host}:${port} is in use; stop the process using it or choose another port`;
+  }
+  if (code === "EADDRNOTAVAIL") {
+    return `cannot serve the management API: ${host} is not an address of this host`;
+  }
+  return `cannot start: ${error instanceof Error ? error.message : String(error)}`;
+}
+
+function writePidFile(pidFile: string | undefined): void {
+  if (pidFile !== undefined) {
+    mkdirSync(path.dirname(pidFile), { recursive: true });
+    writeFileSync(pidFile, `${process.pid}\n`);
+  }
+}
+
+function removePidFile(pidFile: string | undefined): void {
+  if (pidFile !== undefined) {
+    rmSync(pidFile, { force: true });
+  }
+}
