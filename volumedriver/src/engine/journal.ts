@@ -7,8 +7,9 @@
 //   seal that follows them. So after a process kill every TLog entry on disk names data on disk, and
 //   after a host crash replay stops at the first entry whose data fails its CRC.
 // - A SCO belongs to exactly one TLog; a TLog is only rolled when a SCO is sealed.
-// - At every SCO seal (and when dirty metadata grows past a bound) the metadata is frozen at the
-//   current TLog position and committed once that position is fsynced.
+// - At every TLog roll (and when dirty metadata grows past a bound) the metadata is frozen at the
+//   current TLog position and committed once that position is fsynced. So the checkpoint is always
+//   at or past the end of every sealed TLog, and uploaded TLogs can be removed locally.
 // - A flush resolves once every append before it is fsynced; flushes that arrive while one sync is
 //   queued share it (group commit). Pending bytes are bounded: appenders wait for room.
 import { mkdir, open, type FileHandle } from "node:fs/promises";
@@ -105,7 +106,7 @@ interface SyncWaiter {
 type Operation =
   | { kind: "segment"; segment: Segment }
   | { kind: "sync"; sco: LocalSco | undefined; tlog: OpenTlog | undefined; waiters: SyncWaiter[] }
-  | { kind: "sealSco"; sco: LocalSco; tlog: OpenTlog; checkpoint: ReturnType<MetadataStore["freeze"]> }
+  | { kind: "sealSco"; sco: LocalSco; tlog: OpenTlog }
   | { kind: "checkpoint"; sco: LocalSco | undefined; tlog: OpenTlog; checkpoint: ReturnType<MetadataStore["freeze"]> }
   | { kind: "sealTlog"; tlog: OpenTlog };
 
@@ -204,7 +205,8 @@ export class Journal {
     if (this.stopped) throw new VolumeError("Closed", "volume is closed");
   }
 
-  appendCluster(data: Uint8Array, clusterAddress: number, dataCrc: number): { scoNumber: number; scoOffset: number } {
+  /** Returns the cluster's index in the open SCO (openScoNumber names that SCO). */
+  appendCluster(data: Uint8Array, clusterAddress: number, dataCrc: number): number {
     this.checkUsable();
     if (this.currentSco !== undefined && this.currentSco.clusterCount >= this.settings.scoClusterCount) {
       this.sealCurrentSco(false);
@@ -249,7 +251,7 @@ export class Journal {
     this.pendingBytes += CLUSTER_SIZE_BYTES + TLOG_ENTRY_SIZE_BYTES;
     this.appendsSinceSync++;
     if (segment.scoClusterCount >= SEGMENT_CLUSTERS_MAX) this.closeSegment();
-    return { scoNumber: sco.scoNumber, scoOffset };
+    return scoOffset;
   }
 
   /** Appends a TRIM entry for clusters [clusterAddress, +clusterCount). */
@@ -286,8 +288,7 @@ export class Journal {
     if (sco !== undefined && tlog !== undefined) {
       this.closeSegment();
       this.currentSco = undefined;
-      const checkpoint = this.metadata.freeze({ tlogNumber: tlog.tlogNumber, entryCount: tlog.entryCount });
-      this.queue.push({ kind: "sealSco", sco, tlog, checkpoint });
+      this.queue.push({ kind: "sealSco", sco, tlog });
     }
     if (tlog !== undefined && (rollTlog || tlog.scoNumbers.length >= this.settings.tlogScoCountMax
       || this.settings.nowMs() - tlog.createdAtMs >= this.settings.scoMaxAgeMs)) {
@@ -459,9 +460,8 @@ export class Journal {
         return;
       }
       case "sealSco": {
-        const synced = this.startDatasync(await this.scoHandle(operation.sco), operation.tlog.handle);
+        const synced = this.startDatasync(await this.scoHandle(operation.sco));
         this.afterDurable(synced, () => {
-          this.metadata.commit(operation.checkpoint);
           if (operation.sco.state === "open") {
             operation.sco.state = "sealed";
             this.listener.scoSealed(operation.sco);

@@ -33,6 +33,8 @@ export class WriteBuffer {
   private readonly members = new Set<WriteBufferMember>();
   private readonly stalled: Array<{ bytes: number; resume: () => void }> = [];
   private evicting = false;
+  /** Not-uploaded bytes as of the last re-sum plus what was added since (an over-estimate). */
+  private approximateNotUploadedBytes = 0;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(settings: { sizeBytes: number; triggerGapBytes: number; directory: string; logger: Logger }) {
@@ -65,6 +67,21 @@ export class WriteBuffer {
     return total;
   }
 
+  /**
+   * True when `bytes` may enter without throttling. Kept cheap for the write fast path: the total is
+   * tracked incrementally and re-summed from the members only near the throttle threshold.
+   */
+  admitsAtOnce(bytes: number): boolean {
+    if (this.approximateNotUploadedBytes + bytes <= this.sizeBytes * THROTTLE_FRACTION / 2) return true;
+    this.approximateNotUploadedBytes = this.notUploadedBytes();
+    return this.approximateNotUploadedBytes + bytes <= this.sizeBytes * THROTTLE_FRACTION;
+  }
+
+  /** Members report bytes added so admitsAtOnce stays current between re-sums. */
+  noteAdded(bytes: number): void {
+    this.approximateNotUploadedBytes += bytes;
+  }
+
   /** Waits until `bytes` more may enter the buffer. */
   async admit(bytes: number): Promise<Admission> {
     const pending = this.notUploadedBytes();
@@ -86,6 +103,7 @@ export class WriteBuffer {
 
   /** Uploads completed or members left: wake stalled writers and evict if needed. */
   progress(): void {
+    this.approximateNotUploadedBytes = this.notUploadedBytes();
     for (const waiter of this.stalled.splice(0)) waiter.resume();
     void this.evictIfNeeded();
   }

@@ -115,18 +115,21 @@ export async function runStorageDriver(config: StorageDriverConfig): Promise<num
       logger.info({ url }, "management API listening");
       sendToParent({ type: "ready", vpool: config.vpool, url, pid: process.pid, vdiskCount });
     }
-    await stopRequested;
-    const exitCode = await stop(logger, app, vpool, backend);
-    if (exitCode === 0) {
-      process.stdout.write(`storagedriver ${config.vpool} stopped cleanly\n`);
-    }
-    return exitCode;
   } catch (error) {
     const message = startupErrorMessage(error, config);
     logger.error({ err: error }, message);
     process.stderr.write(`storagedriver ${config.vpool}: ${message}\n`);
     await stop(logger, app, vpool, backend).catch(() => 1);
+    removePidFile(config.pidFile);
     return 1;
+  }
+  await stopRequested;
+  try {
+    const exitCode = await stop(logger, app, vpool, backend);
+    if (exitCode === 0) {
+      process.stdout.write(`storagedriver ${config.vpool} stopped cleanly\n`);
+    }
+    return exitCode;
   } finally {
     removePidFile(config.pidFile);
   }
