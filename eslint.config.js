@@ -3,7 +3,7 @@
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["node_modules/**", "data/**", "**/*.js"] },
+  { ignores: ["node_modules/**", "data/**", "tmp/**", "**/*.js"] },
   ...tseslint.configs.recommended,
   {
     files: ["**/*.ts"],

@@ -135,6 +135,8 @@ export class Journal {
   /** Set when an fsync failed: the volume accepts no more writes. */
   private failure: VolumeError | undefined;
   private syncRunning = false;
+  /** A TLog roll that came due in the middle of a request. */
+  private rollPending = false;
   /** Reused segment buffers: fresh 1 MiB buffers cost page faults and GC on every segment. */
   private readonly scoBufferPool: Buffer[] = [];
   private readonly tlogBufferPool: Buffer[] = [];
@@ -205,13 +207,18 @@ export class Journal {
     if (this.stopped) throw new VolumeError("Closed", "volume is closed");
   }
 
-  /** Returns the cluster's index in the open SCO (openScoNumber names that SCO). */
-  appendCluster(data: Uint8Array, clusterAddress: number, dataCrc: number): number {
+  /**
+   * Returns the cluster's index in the open SCO (openScoNumber names that SCO). The clusters of one
+   * request are appended in one synchronous run, first to last: TLogs roll and metadata checkpoints
+   * happen only between requests, and the last entry of a request carries the end-of-request flag,
+   * so crash replay applies whole requests or nothing of them.
+   */
+  appendCluster(data: Uint8Array, clusterAddress: number, dataCrc: number, firstOfRequest: boolean, lastOfRequest: boolean): number {
     this.checkUsable();
     if (this.currentSco !== undefined && this.currentSco.clusterCount >= this.settings.scoClusterCount) {
-      this.sealCurrentSco(false);
+      this.sealCurrentSco(false, firstOfRequest);
     }
-    if (this.metadata.dirtyPageCount() >= this.settings.dirtyPagesMax) this.checkpoint();
+    if (firstOfRequest && this.metadata.dirtyPageCount() >= this.settings.dirtyPagesMax) this.checkpoint();
     let segment = this.ensureSegment();
     if (this.currentSco === undefined) {
       const tlog = segment.tlog;
@@ -245,13 +252,25 @@ export class Journal {
     sco.clusterCount++;
     const tlog = segment.tlog;
     encodeWriteEntry(segment.tlogData, segment.tlogEntryCount * TLOG_ENTRY_SIZE_BYTES, tlog.entryCount,
-      clusterAddress, sco.scoNumber, scoOffset, dataCrc);
+      clusterAddress, sco.scoNumber, scoOffset, dataCrc, lastOfRequest);
     segment.tlogEntryCount++;
     tlog.entryCount++;
     this.pendingBytes += CLUSTER_SIZE_BYTES + TLOG_ENTRY_SIZE_BYTES;
     this.appendsSinceSync++;
     if (segment.scoClusterCount >= SEGMENT_CLUSTERS_MAX) this.closeSegment();
     return scoOffset;
+  }
+
+  /**
+   * Called after the last cluster of a request is appended and the metadata updated: a TLog roll
+   * that came due in the middle of the request happens now, so its metadata checkpoint includes the
+   * whole request.
+   */
+  finishRequest(): void {
+    if (this.rollPending) {
+      this.rollPending = false;
+      this.rollTlog();
+    }
   }
 
   /** Appends a TRIM entry for clusters [clusterAddress, +clusterCount). */
@@ -281,8 +300,11 @@ export class Journal {
     this.scheduleKick();
   }
 
-  /** Seals the open SCO (if it holds data) and rolls the TLog when it is full, old, or `rollTlog`. */
-  sealCurrentSco(rollTlog: boolean): void {
+  /**
+   * Seals the open SCO (if it holds data) and rolls the TLog when it is full, old, or `rollTlog`;
+   * in the middle of a request (`mayRollTlog` false) a due roll waits for the request's end.
+   */
+  sealCurrentSco(rollTlog: boolean, mayRollTlog = true): void {
     const sco = this.currentSco;
     const tlog = this.currentTlog;
     if (sco !== undefined && tlog !== undefined) {
@@ -292,7 +314,8 @@ export class Journal {
     }
     if (tlog !== undefined && (rollTlog || tlog.scoNumbers.length >= this.settings.tlogScoCountMax
       || this.settings.nowMs() - tlog.createdAtMs >= this.settings.scoMaxAgeMs)) {
-      this.rollTlog();
+      if (mayRollTlog) this.rollTlog();
+      else this.rollPending = true;
     }
     this.scheduleKick();
   }
@@ -541,12 +564,24 @@ export class Journal {
   /** The segments at the head of the queue that can be written with one writev per file. */
   private segmentBatch(): Segment[] {
     const batch: Segment[] = [];
+    let batchSco: LocalSco | undefined;
+    let nextScoCluster = 0;
+    let nextTlogEntry = 0;
     for (const operation of this.queue) {
       if (operation.kind !== "segment" || batch.length >= SEGMENT_BATCH_MAX) break;
-      const first = batch[0];
-      if (first !== undefined && (operation.segment.tlog !== first.tlog
-        || (operation.segment.sco !== undefined && first.sco !== undefined && operation.segment.sco !== first.sco))) break;
-      batch.push(operation.segment);
+      const segment = operation.segment;
+      const holdsData = segment.sco !== undefined && segment.scoClusterCount > 0;
+      if (batch.length > 0) {
+        // One writev per file needs one SCO, one TLog, and contiguous ranges in both.
+        if (segment.tlog !== batch[0].tlog || segment.tlogFirstEntry !== nextTlogEntry) break;
+        if (holdsData && batchSco !== undefined && (segment.sco !== batchSco || segment.scoFirstCluster !== nextScoCluster)) break;
+      }
+      if (holdsData) {
+        batchSco = segment.sco;
+        nextScoCluster = segment.scoFirstCluster + segment.scoClusterCount;
+      }
+      nextTlogEntry = segment.tlogFirstEntry + segment.tlogEntryCount;
+      batch.push(segment);
     }
     return batch;
   }
@@ -554,6 +589,7 @@ export class Journal {
   /** Writes consecutive segments (one SCO, one TLog): SCO bytes first, then the TLog entries naming them. */
   private async writeSegments(segments: Segment[]): Promise<void> {
     const scoSegments = segments.filter((segment) => segment.sco !== undefined && segment.scoData !== undefined && segment.scoClusterCount > 0);
+    if (scoSegments.some((segment) => segment.sco !== scoSegments[0].sco)) throw new Error("assertion: a segment batch spans two SCOs");
     if (scoSegments.length > 0) {
       const sco = scoSegments[0].sco as LocalSco;
       const handle = await this.scoHandle(sco);

@@ -114,6 +114,7 @@ export class LocalSco {
   }
 
   async closeHandle(): Promise<void> {
+    if (this.handleOpening !== undefined) await this.handleOpening.catch(() => undefined);
     const handle = this.handle;
     this.handle = undefined;
     if (handle !== undefined) await handle.close().catch(() => undefined);

@@ -17,6 +17,8 @@ export interface UploaderSettings {
   logger: Logger;
   scoPath: (scoNumber: number) => string;
   tlogPath: (tlogNumber: number) => string;
+  /** Called after each SCO upload (stalled writers re-check whether sealing would help). */
+  onScoUploaded?: () => void;
 }
 
 export class Uploader {
@@ -27,6 +29,7 @@ export class Uploader {
   private readonly scoUploads = new Map<number, Promise<void>>();
   private tlogChain: Promise<void> = Promise.resolve();
   private activeUploads = 0;
+  private pendingTlogs = 0;
   private readonly slotWaiters: Array<() => void> = [];
   private stopped = false;
   private readonly sleepers = new Set<() => void>();
@@ -44,7 +47,8 @@ export class Uploader {
 
   enqueueSco(scoNumber: number): void {
     if (this.scoUploads.has(scoNumber)) return;
-    const upload = this.withSlot(() => this.uploadFile(scoObjectKey(scoNumber), this.settings.scoPath(scoNumber)));
+    const upload = this.withSlot(() => this.uploadFile(scoObjectKey(scoNumber), this.settings.scoPath(scoNumber)))
+      .then(() => this.settings.onScoUploaded?.());
     upload.catch(() => undefined); // a stopped upload's rejection is observed by whoever awaits the TLog
     this.scoUploads.set(scoNumber, upload);
   }
@@ -52,14 +56,27 @@ export class Uploader {
   enqueueTlog(tlogNumber: number, scoNumbers: number[]): void {
     for (const scoNumber of scoNumbers) this.enqueueSco(scoNumber);
     const previous = this.tlogChain;
+    this.pendingTlogs++;
     this.tlogChain = (async () => {
-      await previous;
-      await Promise.all(scoNumbers.map((scoNumber) => this.scoUploads.get(scoNumber)));
-      await this.uploadFile(tlogObjectKey(tlogNumber), this.settings.tlogPath(tlogNumber));
-      for (const scoNumber of scoNumbers) this.scoUploads.delete(scoNumber);
-      this.onTlogUploaded(tlogNumber, scoNumbers);
+      try {
+        await previous;
+        await Promise.all(scoNumbers.map((scoNumber) => this.scoUploads.get(scoNumber)));
+        await this.uploadFile(tlogObjectKey(tlogNumber), this.settings.tlogPath(tlogNumber));
+        for (const scoNumber of scoNumbers) this.scoUploads.delete(scoNumber);
+        this.onTlogUploaded(tlogNumber, scoNumbers);
+      } finally {
+        this.pendingTlogs--;
+      }
     })();
     this.tlogChain.catch(() => undefined);
+  }
+
+  /**
+   * True when nothing is queued or uploading except SCOs whose TLog is still open: then only sealing
+   * the open SCO and TLog can make room in the write buffer.
+   */
+  get idle(): boolean {
+    return this.pendingTlogs === 0 && this.activeUploads === 0;
   }
 
   /** Resolves when every TLog enqueued so far is on the backend (rejects if stopped first). */

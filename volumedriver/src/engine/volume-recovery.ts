@@ -92,20 +92,36 @@ export async function recoverLocal(directory: string, config: VolumeConfig, meta
         await rm(path, { force: true });
         continue;
       }
-      const decoded = decodeTlog(await readFile(path));
+      const bytes = await readFile(path);
+      const isLast = tlogNumber === tlogNumbers[tlogNumbers.length - 1];
+      if (isLast && bytes.length < TLOG_HEADER_SIZE_BYTES) {
+        // Killed between creating the newest TLog and writing its header: it holds nothing.
+        logger.info({ volume: config.name, tlogNumber, bytes: bytes.length }, "removing an empty TLog left by an unclean stop");
+        await rm(path, { force: true });
+        continue;
+      }
+      let decoded;
+      try {
+        decoded = decodeTlog(bytes);
+      } catch (error) {
+        throw new VolumeError("Io", `local TLog ${tlogNumber} of ${config.name} is unreadable: ${(error as Error).message}`);
+      }
       if (decoded.header.tlogNumber !== tlogNumber || decoded.header.volumeUuid !== config.uuid) {
         throw new VolumeError("Io", `local TLog ${tlogNumber} of ${config.name} belongs to another volume or number`);
       }
       let entries = decoded.entries;
       if (!decoded.sealed) {
         // The open TLog at the crash: keep the prefix of entries whose data is on disk and intact.
+        // Then cut back to the end of the last whole request: a request's clusters land all or none.
+        let intact = 0;
         let valid = 0;
         for (const entry of entries) {
           if (entry.type === ENTRY_WRITE) {
             const data = await readLocalCluster(join(directory, "sco", entry.scoNumber.toString(16).padStart(16, "0")), entry.scoOffset);
             if (data === undefined || crc32c(data) !== entry.dataCrc) break;
           }
-          valid++;
+          intact++;
+          if (entry.endOfRequest) valid = intact;
         }
         entries = entries.slice(0, valid);
         torn = true;
@@ -154,11 +170,20 @@ export async function recoverLocal(directory: string, config: VolumeConfig, meta
           await handle.close();
         }
       } catch (error) {
-        logger.warn({ volume: config.name, scoNumber, err: error }, "removing unreadable local SCO file");
+        const empty = (await stat(path).catch(() => undefined))?.size ?? 0;
+        if (empty < SCO_HEADER_SIZE_BYTES) {
+          // Killed between creating the file and writing its header: no TLog entry can name it.
+          logger.info({ volume: config.name, scoNumber }, "removing an empty SCO left by an unclean stop");
+          maxScoNumber = Math.max(maxScoNumber, scoNumber);
+        } else {
+          logger.warn({ volume: config.name, scoNumber, err: error }, "removing unreadable local SCO file");
+        }
         await rm(path, { force: true });
         continue;
       }
       const safe = header.tlogNumber <= backendTlogNumber;
+      // Counted even when removed below: the backend may hold an upload of it, so its number is never reused.
+      maxScoNumber = Math.max(maxScoNumber, scoNumber);
       if (!safe && !referenced.has(scoNumber)) {
         // Written after the last TLog entry that survived: nothing refers to it.
         await rm(path, { force: true });

@@ -21,6 +21,7 @@ import { CLUSTER_SIZE_BYTES, type Volume as VolumeInterface, type VolumeInfo, ty
 
 const BACKEND_READ_ATTEMPTS = 4;
 const BACKEND_READ_BACKOFF_MS = 50;
+const BACKEND_READ_BACKOFF_MAX_MS = 2000;
 const WRITE_ZEROES_CHUNK_BYTES = 1024 * 1024;
 /** Sequential reads in a row before prefetching starts. */
 const PREFETCH_AFTER_SEQUENTIAL_READS = 2;
@@ -71,6 +72,8 @@ export class VolumeEngine implements VolumeInterface, WriteBufferMember, Journal
     readOps: 0, writeOps: 0, readBytes: 0, writeBytes: 0, flushOps: 0,
     readCacheHits: 0, readCacheMisses: 0, backendReads: 0, throttledWrites: 0, stalledWrites: 0,
   };
+  /** Writes waiting for room in the write buffer right now. */
+  private stalledWritesNow = 0;
   private lastReadEndCluster = -1;
   private sequentialReads = 0;
   private prefetchedUpToCluster = 0;
@@ -98,7 +101,10 @@ export class VolumeEngine implements VolumeInterface, WriteBufferMember, Journal
       volumeUuid: this.config.uuid,
       directory: this.directory,
       scoClusterCount: this.config.scoSizeBytes / CLUSTER_SIZE_BYTES,
-      tlogScoCountMax: this.settings.tlogScoCountMax,
+      // A TLog's SCOs only become disposable when the TLog is uploaded: keep them to at most half the
+      // write buffer, or writers would stall waiting for a TLog that cannot roll yet.
+      tlogScoCountMax: Math.max(1, Math.min(this.settings.tlogScoCountMax,
+        Math.floor(this.settings.writeBufferSizeBytes / (2 * this.config.scoSizeBytes)))),
       scoMaxAgeMs: this.settings.scoMaxAgeMs,
       pendingBytesMax: Math.max(8 * 1024 * 1024, Math.min(64 * 1024 * 1024, this.settings.writeBufferSizeBytes / 4)),
       dirtyPagesMax: Math.max(1024, Math.floor(this.settings.metadataCacheSizeBytes / METADATA_PAGE_SIZE_BYTES)),
@@ -110,6 +116,7 @@ export class VolumeEngine implements VolumeInterface, WriteBufferMember, Journal
       logger: this.logger,
       scoPath: (scoNumber) => this.journal.scoPath(scoNumber),
       tlogPath: (tlogNumber) => this.journal.tlogPath(tlogNumber),
+      onScoUploaded: () => this.writeBuffer.progress(),
     }, (tlogNumber, scoNumbers) => this.tlogUploaded(tlogNumber, scoNumbers));
     for (const tlog of recovered.tlogsToUpload) this.uploader.enqueueTlog(tlog.tlogNumber, tlog.scoNumbers);
     this.writeBuffer.register(this);
@@ -161,7 +168,9 @@ export class VolumeEngine implements VolumeInterface, WriteBufferMember, Journal
   }
 
   sealForUpload(): void {
-    if (!this.closed) this.journal.sealAll();
+    // Sealing early costs small SCOs and extra requests; only do it when uploads have nothing else
+    // to work on, i.e. when the data that fills the buffer sits in the open SCO or TLog.
+    if (!this.closed && this.uploader.idle) this.journal.sealAll();
   }
 
   /** Periodic work: age-based sealing. */
@@ -210,7 +219,7 @@ export class VolumeEngine implements VolumeInterface, WriteBufferMember, Journal
   }
 
   /** Fills target with clusters [first, first + count). Returns whether the backend was read. */
-  private async readClusters(first: number, count: number, target: Buffer): Promise<boolean> {
+  private async readClusters(first: number, count: number, target: Buffer, forWrite = false): Promise<boolean> {
     const crcs = new Uint32Array(count);
     const runs: ClusterRun[] = [];
     let current: ClusterRun | undefined;
@@ -230,7 +239,7 @@ export class VolumeEngine implements VolumeInterface, WriteBufferMember, Journal
         runs.push(current);
       }
     }
-    const results = await Promise.all(runs.map((run) => this.readRun(run, target)));
+    const results = await Promise.all(runs.map((run) => this.readRun(run, target, forWrite)));
     for (const run of runs) {
       for (let index = run.index; index < run.index + run.count; index++) {
         const cluster = target.subarray(index * CLUSTER_SIZE_BYTES, (index + 1) * CLUSTER_SIZE_BYTES);
@@ -243,7 +252,7 @@ export class VolumeEngine implements VolumeInterface, WriteBufferMember, Journal
   }
 
   /** Reads one run of clusters that are consecutive in one SCO. Returns whether the backend was read. */
-  private async readRun(run: ClusterRun, target: Buffer): Promise<boolean> {
+  private async readRun(run: ClusterRun, target: Buffer, forWrite: boolean): Promise<boolean> {
     const sco = this.scos.get(run.scoNumber);
     if (sco !== undefined) {
       sco.lastUseMs = this.nowMs();
@@ -263,7 +272,7 @@ export class VolumeEngine implements VolumeInterface, WriteBufferMember, Journal
         if (missingStart < 0) missingStart = index;
       } else if (missingStart >= 0) {
         const start = missingStart;
-        fetches.push(this.fetchClusters(run.scoNumber, run.scoOffset + start, index - start, target, (run.index + start) * CLUSTER_SIZE_BYTES));
+        fetches.push(this.fetchClusters(run.scoNumber, run.scoOffset + start, index - start, target, (run.index + start) * CLUSTER_SIZE_BYTES, forWrite));
         missingStart = -1;
       }
     }
@@ -272,7 +281,14 @@ export class VolumeEngine implements VolumeInterface, WriteBufferMember, Journal
   }
 
   /** Ranged backend read of `count` clusters of a SCO into target (and the read cache), with bounded retries. */
-  private async fetchClusters(scoNumber: number, scoOffset: number, count: number, target: Buffer | undefined, targetOffset: number): Promise<void> {
+  /**
+   * Ranged backend read of `count` clusters of a SCO into target (and the read cache). A client read
+   * gives up after a few attempts (an I/O error beats hanging the guest); the read half of a
+   * read-modify-write retries transient errors for as long as the backend is out, so that writes
+   * stall but never fail.
+   */
+  private async fetchClusters(scoNumber: number, scoOffset: number, count: number, target: Buffer | undefined, targetOffset: number,
+    forWrite = false): Promise<void> {
     let data: Buffer | undefined;
     for (let attempt = 1; ; attempt++) {
       try {
@@ -282,11 +298,11 @@ export class VolumeEngine implements VolumeInterface, WriteBufferMember, Journal
         });
         break;
       } catch (error) {
-        const retryable = isStoreError(error, "Transient");
-        if (!retryable || attempt >= BACKEND_READ_ATTEMPTS) {
+        const retryable = isStoreError(error, "Transient") && !this.closed;
+        if (!retryable || (!forWrite && attempt >= BACKEND_READ_ATTEMPTS)) {
           throw new VolumeError("Io", `vDisk ${this.name}: reading SCO ${scoNumber} from the backend failed: ${(error as Error).message}`, { cause: error });
         }
-        await new Promise((resolve) => setTimeout(resolve, BACKEND_READ_BACKOFF_MS * 2 ** (attempt - 1)));
+        await new Promise((resolve) => setTimeout(resolve, Math.min(BACKEND_READ_BACKOFF_MAX_MS, BACKEND_READ_BACKOFF_MS * 2 ** (attempt - 1))));
       }
     }
     if (data.length !== count * CLUSTER_SIZE_BYTES) {
@@ -354,9 +370,12 @@ export class VolumeEngine implements VolumeInterface, WriteBufferMember, Journal
 
   private async admit(lengthBytes: number): Promise<void> {
     if (this.writeBuffer.admitsAtOnce(lengthBytes) && !this.journal.congested) return;
-    const admission = await this.writeBuffer.admit(lengthBytes);
+    const admission = await this.writeBuffer.admit(lengthBytes, () => {
+      this.counters.stalledWrites++;
+      this.stalledWritesNow++;
+    });
     if (admission === "throttled") this.counters.throttledWrites++;
-    else if (admission === "stalled") this.counters.stalledWrites++;
+    else if (admission === "stalled") this.stalledWritesNow--;
     await this.journal.waitForRoom();
     if (this.closed) throw new VolumeError("Closed", `vDisk ${this.name} was closed while the write waited for room`);
   }
@@ -375,11 +394,11 @@ export class VolumeEngine implements VolumeInterface, WriteBufferMember, Journal
     await this.withClusterLocks(edges, async () => {
       const merged = Buffer.alloc((endCluster - firstCluster) * CLUSTER_SIZE_BYTES);
       const head = offsetBytes - firstCluster * CLUSTER_SIZE_BYTES;
-      if (head !== 0) await this.readClusters(firstCluster, 1, merged.subarray(0, CLUSTER_SIZE_BYTES));
+      if (head !== 0) await this.readClusters(firstCluster, 1, merged.subarray(0, CLUSTER_SIZE_BYTES), true);
       const tailEnd = head + data.length;
       if (tailEnd % CLUSTER_SIZE_BYTES !== 0 && (endCluster - 1 !== firstCluster || head === 0)) {
         const lastStart = (endCluster - firstCluster - 1) * CLUSTER_SIZE_BYTES;
-        await this.readClusters(endCluster - 1, 1, merged.subarray(lastStart, lastStart + CLUSTER_SIZE_BYTES));
+        await this.readClusters(endCluster - 1, 1, merged.subarray(lastStart, lastStart + CLUSTER_SIZE_BYTES), true);
       }
       merged.set(data, head);
       await this.admit(merged.length);
@@ -411,13 +430,14 @@ export class VolumeEngine implements VolumeInterface, WriteBufferMember, Journal
       const cluster = data.subarray(index * CLUSTER_SIZE_BYTES, (index + 1) * CLUSTER_SIZE_BYTES);
       const dataCrc = crc32c(cluster);
       const openBefore = this.journal.openScoNumber;
-      const scoOffset = this.journal.appendCluster(cluster, firstCluster + index, dataCrc);
+      const scoOffset = this.journal.appendCluster(cluster, firstCluster + index, dataCrc, index === 0, index === count - 1);
       const scoNumber = this.journal.openScoNumber as number;
       this.metadata.setLocation(firstCluster + index, scoNumber, scoOffset, dataCrc);
       const added = CLUSTER_SIZE_BYTES + (openBefore !== scoNumber ? CLUSTER_SIZE_BYTES : 0); // + SCO header
       this.notUploadedBytes += added;
       this.localBytes += added;
     }
+    this.journal.finishRequest();
     this.writeBuffer.noteAdded(data.length);
   }
 
@@ -506,6 +526,7 @@ export class VolumeEngine implements VolumeInterface, WriteBufferMember, Journal
       ...this.counters,
       notUploadedBytes: this.notUploadedBytes,
       writeBufferBytes: this.localBytes,
+      stalledWritesNow: this.stalledWritesNow,
       backendTlogNumber: this.backendTlogNumber,
     };
   }

@@ -71,7 +71,10 @@ export interface VolumeStats {
   readCacheMisses: number;
   backendReads: number;
   throttledWrites: number;
+  /** Writes that had to wait for room in the write buffer (counted when the wait begins). */
   stalledWrites: number;
+  /** Writes waiting for room right now. */
+  stalledWritesNow: number;
   /** Number of the last TLog known to be on the backend (0: none). */
   backendTlogNumber: number;
 }

@@ -33,6 +33,7 @@ export class WriteBuffer {
   private readonly members = new Set<WriteBufferMember>();
   private readonly stalled: Array<{ bytes: number; resume: () => void }> = [];
   private evicting = false;
+  private closed = false;
   /** Not-uploaded bytes as of the last re-sum plus what was added since (an over-estimate). */
   private approximateNotUploadedBytes = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -83,10 +84,10 @@ export class WriteBuffer {
   }
 
   /** Waits until `bytes` more may enter the buffer. */
-  async admit(bytes: number): Promise<Admission> {
+  async admit(bytes: number, onStall?: () => void): Promise<Admission> {
     const pending = this.notUploadedBytes();
     if (pending + bytes <= this.sizeBytes * THROTTLE_FRACTION) return "admitted";
-    if (pending + bytes <= this.sizeBytes) {
+    if (pending + Math.min(bytes, this.sizeBytes / 4) <= this.sizeBytes) {
       const fill = (pending + bytes - this.sizeBytes * THROTTLE_FRACTION) / (this.sizeBytes * (1 - THROTTLE_FRACTION));
       await new Promise((resolve) => setTimeout(resolve, Math.ceil(fill * THROTTLE_DELAY_MS_MAX)));
       return "throttled";
@@ -94,8 +95,12 @@ export class WriteBuffer {
     if (this.stalled.length === 0) {
       this.logger.warn({ notUploadedBytes: pending, writeBufferSizeBytes: this.sizeBytes }, "write buffer full: writes stall until uploads make room");
     }
-    for (const member of this.members) member.sealForUpload();
-    while (this.notUploadedBytes() + bytes > this.sizeBytes && this.members.size > 0) {
+    onStall?.();
+    // A request larger than a quarter of the buffer waits only for a quarter to be free, so that a
+    // big request on a small buffer cannot wait forever.
+    const needBytes = Math.min(bytes, this.sizeBytes / 4);
+    while (this.notUploadedBytes() + needBytes > this.sizeBytes && this.members.size > 0 && !this.closed) {
+      for (const member of this.members) member.sealForUpload();
       await new Promise<void>((resume) => this.stalled.push({ bytes, resume }));
     }
     return "stalled";
@@ -145,6 +150,7 @@ export class WriteBuffer {
   }
 
   close(): void {
+    this.closed = true;
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = undefined;
     for (const waiter of this.stalled.splice(0)) waiter.resume();

@@ -23,8 +23,11 @@ export interface TlogHeader {
 }
 
 export type TlogEntry =
-  | { type: typeof ENTRY_WRITE; clusterAddress: number; scoNumber: number; scoOffset: number; dataCrc: number }
-  | { type: typeof ENTRY_TRIM; clusterAddress: number; clusterCount: number };
+  | { type: typeof ENTRY_WRITE; clusterAddress: number; scoNumber: number; scoOffset: number; dataCrc: number; endOfRequest: boolean }
+  | { type: typeof ENTRY_TRIM; clusterAddress: number; clusterCount: number; endOfRequest: boolean };
+
+/** Entry flag (byte 3): the last entry of one client request. Replay of a torn TLog stops after such an entry. */
+export const FLAG_END_OF_REQUEST = 1;
 
 export function tlogObjectKey(tlogNumber: number): string {
   return `tlog/${tlogNumber.toString(16).padStart(16, "0")}`;
@@ -65,11 +68,11 @@ function sealEntry(buffer: Buffer, position: number): void {
   buffer.writeUInt32LE(crc32c(buffer.subarray(position, position + 28)), position + 28);
 }
 
-function writeCommon(buffer: Buffer, position: number, type: number, clusterAddress: number, sequence: number): void {
+function writeCommon(buffer: Buffer, position: number, type: number, clusterAddress: number, sequence: number, flags: number): void {
   buffer.writeUInt8(type, position);
   buffer.writeUInt8(0, position + 1); // clone index: 0 = this volume's own namespace
   buffer.writeUInt8(0, position + 2); // SCO version: 0 until scrubbing rewrites it
-  buffer.writeUInt8(0, position + 3);
+  buffer.writeUInt8(flags, position + 3);
   buffer.writeUInt32LE(clusterAddress % TWO_POW_32, position + 8);
   buffer.writeUInt32LE(Math.floor(clusterAddress / TWO_POW_32), position + 12);
   buffer.writeUInt32LE(sequence, position + 24);
@@ -77,9 +80,9 @@ function writeCommon(buffer: Buffer, position: number, type: number, clusterAddr
 
 export function encodeWriteEntry(
   buffer: Buffer, position: number, sequence: number,
-  clusterAddress: number, scoNumber: number, scoOffset: number, dataCrc: number,
+  clusterAddress: number, scoNumber: number, scoOffset: number, dataCrc: number, endOfRequest: boolean,
 ): void {
-  writeCommon(buffer, position, ENTRY_WRITE, clusterAddress, sequence);
+  writeCommon(buffer, position, ENTRY_WRITE, clusterAddress, sequence, endOfRequest ? FLAG_END_OF_REQUEST : 0);
   buffer.writeUInt32LE(dataCrc, position + 4);
   buffer.writeUInt32LE(scoNumber, position + 16);
   buffer.writeUInt32LE(scoOffset, position + 20);
@@ -87,7 +90,7 @@ export function encodeWriteEntry(
 }
 
 export function encodeTrimEntry(buffer: Buffer, position: number, sequence: number, clusterAddress: number, clusterCount: number): void {
-  writeCommon(buffer, position, ENTRY_TRIM, clusterAddress, sequence);
+  writeCommon(buffer, position, ENTRY_TRIM, clusterAddress, sequence, FLAG_END_OF_REQUEST);
   buffer.writeUInt32LE(0, position + 4);
   buffer.writeUInt32LE(clusterCount, position + 16);
   buffer.writeUInt32LE(0, position + 20);
@@ -96,7 +99,7 @@ export function encodeTrimEntry(buffer: Buffer, position: number, sequence: numb
 
 /** The END entry: entryCount entries precede it, whose bytes have CRC-32C chainCrc. */
 export function encodeEndEntry(buffer: Buffer, position: number, entryCount: number, chainCrc: number): void {
-  writeCommon(buffer, position, ENTRY_END, 0, entryCount);
+  writeCommon(buffer, position, ENTRY_END, 0, entryCount, 0);
   buffer.writeUInt32LE(chainCrc, position + 4);
   buffer.writeUInt32LE(entryCount, position + 16);
   buffer.writeUInt32LE(0, position + 20);
@@ -147,13 +150,14 @@ export function decodeTlog(buffer: Buffer): DecodedTlog {
       stopReason = `entry ${entries.length} has sequence ${entry.readUInt32LE(24)}`;
       break;
     }
+    const endOfRequest = (entry.readUInt8(3) & FLAG_END_OF_REQUEST) !== 0;
     if (type === ENTRY_WRITE) {
       entries.push({
-        type: ENTRY_WRITE, clusterAddress,
+        type: ENTRY_WRITE, clusterAddress, endOfRequest,
         dataCrc: entry.readUInt32LE(4), scoNumber: entry.readUInt32LE(16), scoOffset: entry.readUInt32LE(20),
       });
     } else if (type === ENTRY_TRIM) {
-      entries.push({ type: ENTRY_TRIM, clusterAddress, clusterCount: entry.readUInt32LE(16) });
+      entries.push({ type: ENTRY_TRIM, clusterAddress, clusterCount: entry.readUInt32LE(16), endOfRequest });
     } else {
       stopReason = `entry ${entries.length} has unknown type ${type}`;
       break;
