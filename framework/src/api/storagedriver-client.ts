@@ -1,0 +1,87 @@
+// HTTP client of a StorageDriver's management API, used by the framework API (which forwards the
+// StorageDriver's answers as they are) and by `ovs up`. A StorageDriver that cannot be reached is an
+// operating error (it may be restarting): HttpError 503 UNAVAILABLE, with what to do.
+import { HttpError } from "../../../volumedriver/src/storagedriver/http-errors.ts";
+
+/** Management calls are small, but creating or deleting a vDisk touches the backend. */
+export const STORAGEDRIVER_REQUEST_TIMEOUT_MS = 60_000;
+
+export interface StorageDriverResponse {
+  statusCode: number;
+  /** Parsed JSON body; undefined for an empty body (204). */
+  body: unknown;
+}
+
+export class StorageDriverClient {
+  /** Changes when the StorageDriver restarts on another port. */
+  baseUrl: string;
+  readonly vpool: string;
+  readonly logHint: string;
+  private readonly requestTimeoutMs: number;
+
+  /** logHint: where to look when the StorageDriver is down, e.g. its log file. */
+  constructor(options: { vpool: string; baseUrl: string; logHint: string; requestTimeoutMs?: number }) {
+    this.vpool = options.vpool;
+    this.baseUrl = options.baseUrl;
+    this.logHint = options.logHint;
+    this.requestTimeoutMs = options.requestTimeoutMs ?? STORAGEDRIVER_REQUEST_TIMEOUT_MS;
+  }
+
+  async request(method: "GET" | "POST" | "DELETE", pathname: string, body?: unknown): Promise<StorageDriverResponse> {
+    const url = `${this.baseUrl}${pathname}`;
+    let response: Response;
+    let text: string;
+    try {
+      response = await fetch(url, {
+        method,
+        headers: body === undefined ? {} : { "content-type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(this.requestTimeoutMs),
+      });
+      text = await response.text();
+    } catch (error) {
+      const reason = describeFetchError(error);
+      throw new HttpError(503, "UNAVAILABLE", `the StorageDriver of vPool ${this.vpool} at ${this.baseUrl} is not reachable (${reason}): it may be restarting; retry in a few seconds, and see ${this.logHint} if it persists`, { cause: error });
+    }
+    if (text.length === 0) {
+      return { statusCode: response.status, body: undefined };
+    }
+    try {
+      return { statusCode: response.status, body: JSON.parse(text) as unknown };
+    } catch (error) {
+      throw new HttpError(502, "BAD_GATEWAY", `the StorageDriver of vPool ${this.vpool} answered ${method} ${pathname} with something that is not JSON: see ${this.logHint}`, { cause: error });
+    }
+  }
+
+  createVdisk(name: string, sizeBytes: number): Promise<StorageDriverResponse> {
+    return this.request("POST", "/vdisks", { name, size: sizeBytes });
+  }
+
+  listVdisks(): Promise<StorageDriverResponse> {
+    return this.request("GET", "/vdisks");
+  }
+
+  getVdisk(name: string): Promise<StorageDriverResponse> {
+    return this.request("GET", `/vdisks/${encodeURIComponent(name)}`);
+  }
+
+  deleteVdisk(name: string): Promise<StorageDriverResponse> {
+    return this.request("DELETE", `/vdisks/${encodeURIComponent(name)}`);
+  }
+
+  health(): Promise<StorageDriverResponse> {
+    return this.request("GET", "/health");
+  }
+}
+
+/** "connect ECONNREFUSED 127.0.0.1:8510", "timed out after 60000 ms": fetch hides the cause one level down. */
+export function describeFetchError(error: unknown): string {
+  if (error instanceof Error && (error.name === "TimeoutError" || error.name === "AbortError")) {
+    return "no answer in time";
+  }
+  const cause = (error as { cause?: unknown } | undefined)?.cause;
+  if (cause instanceof Error) {
+    return cause.message;
+  }
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,72 @@
+// The `ovs` command: `ovs up` runs a single-host cluster, `ovs storagedriver run` one StorageDriver
+// process, `ovs vdisk ...` manages vDisks through the framework API. Heavy modules are imported by
+// the command that needs them, so `ovs vdisk ls` starts fast. Exit codes: 0 success, 1 failure
+// (the message on stderr says what to do), commander's own codes for usage errors.
+import { readFileSync } from "node:fs";
+import { Command, InvalidArgumentError, Option } from "commander";
+import { API_URL_DEFAULT } from "./api-client.ts";
+import { registerVdiskCommands } from "./vdisk-commands.ts";
+
+const packageJson = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
+
+function parsePort(value: string): number {
+  const port = Number(value);
+  if (!/^\d+$/.test(value) || port > 65535) {
+    throw new InvalidArgumentError("give a TCP port number 0-65535");
+  }
+  return port;
+}
+
+/** Runs a command body; prints its failure as one line (the message says what to do) and sets exit code 1. */
+async function run(action: () => Promise<void>): Promise<void> {
+  try {
+    await action();
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    process.stderr.write(`ovs: ${message}\n`);
+    process.exitCode = 1;
+  }
+}
+
+const print = (text: string): void => {
+  process.stdout.write(`${text}\n`);
+};
+
+const program = new Command("ovs")
+  .description("Open vStorage in TypeScript: block volumes (vDisks) over NBD/iSCSI on object storage")
+  .version(packageJson.version)
+  .addOption(new Option("--api <url>", "framework API to talk to").env("OVS_API").default(API_URL_DEFAULT))
+  .showHelpAfterError();
+
+program.command("up")
+  .description("run a single-host cluster: a StorageDriver, the framework API and a demo vDisk, on loopback")
+  .option("--data <dir>", "data directory (created on first start)", "./data")
+  .option("--api-host <host>", "framework API address (default 127.0.0.1, or the value in DIR/config.json)")
+  .option("--api-port <port>", "framework API port (default 8500)", parsePort)
+  .option("--storagedriver-port <port>", "StorageDriver management API port (default 8510)", parsePort)
+  .option("--nbd-port <port>", "NBD port, recorded for the NBD frontend of a later release (default 10809)", parsePort)
+  .option("--iscsi-port <port>", "iSCSI port, recorded for the iSCSI frontend of a later release (default 3260)", parsePort)
+  .action((options: { data: string; apiHost?: string; apiPort?: number; storagedriverPort?: number; nbdPort?: number; iscsiPort?: number }) => run(async () => {
+    const { runUp } = await import("../cluster/up.ts");
+    const exitCode = await runUp({ ...options, dataDirectory: options.data }, {
+      out: (line) => process.stdout.write(`${line}\n`),
+      err: (line) => process.stderr.write(`${line}\n`),
+    });
+    process.exit(exitCode);
+  }));
+
+program.command("storagedriver")
+  .description("StorageDriver process of one vPool")
+  .command("run")
+  .description("run the StorageDriver of a config file until SIGINT/SIGTERM")
+  .requiredOption("--config <file>", "StorageDriver config (JSON): vpool, directory, backend, managementApi, settings")
+  .action((options: { config: string }) => run(async () => {
+    const { loadStorageDriverConfig } = await import("../../../volumedriver/src/storagedriver/config.ts");
+    const { runStorageDriver } = await import("../../../volumedriver/src/storagedriver/storagedriver.ts");
+    const config = await loadStorageDriverConfig(options.config);
+    process.exit(await runStorageDriver(config));
+  }));
+
+registerVdiskCommands(program, run, print);
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,7 @@
+// Plain text tables for the CLI: left-aligned columns separated by two spaces, header in capitals.
+
+export function formatTable(headers: string[], rows: string[][]): string {
+  const widths = headers.map((header, column) => Math.max(header.length, ...rows.map((row) => (row[column] ?? "").length)));
+  const line = (cells: string[]): string => cells.map((cell, column) => cell.padEnd(widths[column])).join("  ").trimEnd();
+  return [line(headers.map((header) => header.toUpperCase())), ...rows.map(line)].join("\n");
+}

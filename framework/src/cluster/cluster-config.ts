@@ -1,0 +1,145 @@
+// The cluster config of `ovs up`: DIR/config.json, created on the first start and read on every
+// later one. Paths in it are relative to DIR, so a data directory can be moved or copied whole.
+// Flags given on the command line override the stored values and are stored in turn.
+import { randomUUID } from "node:crypto";
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { isPort } from "../../../volumedriver/src/storagedriver/config.ts";
+
+export const CLUSTER_CONFIG_FORMAT_VERSION = 1;
+export const CLUSTER_CONFIG_FILE_NAME = "config.json";
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+export interface VPoolEntry {
+  name: string;
+  /** Relative to the data directory. */
+  directory: string;
+  backend: { type: "local"; path: string };
+  storagedriver: ListenAddress;
+  /** vPool settings that differ from the engine's defaults. */
+  settings: Record<string, number>;
+}
+
+export interface ClusterConfig {
+  formatVersion: number;
+  clusterId: string;
+  createdAt: string;
+  /** Set once the first start has finished its one-time steps (the demo vDisk). */
+  firstStartCompleted: boolean;
+  api: ListenAddress;
+  /** Recorded now, served by the NBD and iSCSI frontends of later releases. */
+  frontends: { nbd: ListenAddress; iscsi: ListenAddress };
+  vpools: VPoolEntry[];
+}
+
+export const LOOPBACK_HOST = "127.0.0.1";
+export const API_PORT_DEFAULT = 8500;
+export const STORAGEDRIVER_PORT_DEFAULT = 8510;
+export const NBD_PORT_DEFAULT = 10809;
+export const ISCSI_PORT_DEFAULT = 3260;
+export const VPOOL_NAME_DEFAULT = "vpool1";
+
+/** What the command line may override; undefined: keep the stored or default value. */
+export interface ClusterConfigOverrides {
+  apiHost?: string;
+  apiPort?: number;
+  storagedriverPort?: number;
+  nbdPort?: number;
+  iscsiPort?: number;
+}
+
+export function defaultClusterConfig(nowIso: string): ClusterConfig {
+  return {
+    formatVersion: CLUSTER_CONFIG_FORMAT_VERSION,
+    clusterId: randomUUID(),
+    createdAt: nowIso,
+    firstStartCompleted: false,
+    api: { host: LOOPBACK_HOST, port: API_PORT_DEFAULT },
+    frontends: { nbd: { host: LOOPBACK_HOST, port: NBD_PORT_DEFAULT }, iscsi: { host: LOOPBACK_HOST, port: ISCSI_PORT_DEFAULT } },
+    vpools: [{
+      name: VPOOL_NAME_DEFAULT,
+      directory: `vpools/${VPOOL_NAME_DEFAULT}`,
+      backend: { type: "local", path: "backend" },
+      storagedriver: { host: LOOPBACK_HOST, port: STORAGEDRIVER_PORT_DEFAULT },
+      settings: {},
+    }],
+  };
+}
+
+export function applyOverrides(config: ClusterConfig, overrides: ClusterConfigOverrides): ClusterConfig {
+  const updated: ClusterConfig = structuredClone(config);
+  if (overrides.apiHost !== undefined) updated.api.host = overrides.apiHost;
+  if (overrides.apiPort !== undefined) updated.api.port = overrides.apiPort;
+  if (overrides.storagedriverPort !== undefined) updated.vpools[0].storagedriver.port = overrides.storagedriverPort;
+  if (overrides.nbdPort !== undefined) updated.frontends.nbd.port = overrides.nbdPort;
+  if (overrides.iscsiPort !== undefined) updated.frontends.iscsi.port = overrides.iscsiPort;
+  return updated;
+}
+
+export interface LoadedClusterConfig {
+  config: ClusterConfig;
+  /** true: there was no config.json, this is the first start on this data directory. */
+  created: boolean;
+}
+
+export async function loadOrCreateClusterConfig(dataDirectory: string, nowIso: string): Promise<LoadedClusterConfig> {
+  const file = path.join(dataDirectory, CLUSTER_CONFIG_FILE_NAME);
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") {
+      return { config: defaultClusterConfig(nowIso), created: true };
+    }
+    throw new Error(`cannot read ${file}: ${(error as Error).message}`, { cause: error });
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new Error(`${file} is not valid JSON (${(error as Error).message}): fix it, or move it away to start with a fresh config`, { cause: error });
+  }
+  return { config: checkClusterConfig(value, file), created: false };
+}
+
+/** Checks the parts `ovs up` relies on; the StorageDriver config derived from it is checked in full. */
+export function checkClusterConfig(value: unknown, where: string): ClusterConfig {
+  const config = value as Partial<ClusterConfig> | null;
+  if (typeof config !== "object" || config === null) {
+    throw new Error(`${where} must hold a JSON object`);
+  }
+  if (config.formatVersion !== CLUSTER_CONFIG_FORMAT_VERSION) {
+    throw new Error(`${where} has formatVersion ${JSON.stringify(config.formatVersion)}; this release reads version ${CLUSTER_CONFIG_FORMAT_VERSION}`);
+  }
+  const addresses: Array<[string, ListenAddress | undefined]> = [
+    ["api", config.api], ["frontends.nbd", config.frontends?.nbd], ["frontends.iscsi", config.frontends?.iscsi],
+  ];
+  if (!Array.isArray(config.vpools) || config.vpools.length !== 1) {
+    throw new Error(`${where}: "vpools" must list exactly one vPool (one host runs one vPool in this release)`);
+  }
+  const vpool = config.vpools[0];
+  addresses.push(["vpools[0].storagedriver", vpool.storagedriver]);
+  for (const [name, address] of addresses) {
+    if (typeof address?.host !== "string" || !isPort(address.port)) {
+      throw new Error(`${where}: "${name}" must be like {"host": "127.0.0.1", "port": 8500}`);
+    }
+  }
+  if (typeof vpool.name !== "string" || typeof vpool.directory !== "string" || vpool.backend?.type !== "local" || typeof vpool.backend.path !== "string") {
+    throw new Error(`${where}: "vpools[0]" must have a name, a directory and a backend {"type": "local", "path": ...}`);
+  }
+  vpool.settings ??= {};
+  return config as ClusterConfig;
+}
+
+/** Writes DIR/config.json atomically (temporary file, then rename). */
+export async function saveClusterConfig(dataDirectory: string, config: ClusterConfig): Promise<void> {
+  await mkdir(dataDirectory, { recursive: true });
+  const file = path.join(dataDirectory, CLUSTER_CONFIG_FILE_NAME);
+  const temporaryFile = `${file}.tmp-${process.pid}`;
+  await writeFile(temporaryFile, `${JSON.stringify(config, null, 2)}\n`);
+  await rename(temporaryFile, file);
+}

@@ -1,0 +1,228 @@
+// `ovs up`: a complete single-host cluster under one data directory, on loopback. It creates the
+// layout on the first start, runs the StorageDriver of the vPool under a supervisor, serves the
+// framework API, creates the demo vDisk once, and on SIGINT/SIGTERM stops everything in order
+// (the StorageDriver flushes and uploads) within 30 s. Layout of DIR:
+//   config.json                  cluster config (paths relative to DIR)
+//   ovs.pid                      lock: one `ovs up` per data directory
+//   backend/                     the local object store (one namespace per vDisk)
+//   vpools/<vpool>/              the vPool's local data: write buffer, metadata
+//   storagedrivers/<vpool>.json  the StorageDriver config, written on every start
+//   storagedrivers/<vpool>.pid   the StorageDriver's PID while it runs
+//   logs/                        framework.log, storagedriver-<vpool>.log
+import { readFileSync } from "node:fs";
+import { mkdir, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { pino } from "pino";
+import { formatSizeBytes, GIB } from "../../../volumedriver/src/storagedriver/size.ts";
+import { buildFrameworkApi } from "../api/framework-api.ts";
+import { StorageDriverClient } from "../api/storagedriver-client.ts";
+import { applyOverrides, loadOrCreateClusterConfig, saveClusterConfig, type ClusterConfig, type ClusterConfigOverrides, type ListenAddress } from "./cluster-config.ts";
+import { acquirePidFile, processExists, readPidFile } from "./pid-file.ts";
+import { describeExit } from "./process-supervisor.ts";
+import { STORAGEDRIVER_STOP_TIMEOUT_MS, StorageDriverService, type Output } from "./storagedriver-service.ts";
+
+export const DEMO_VDISK_NAME = "demo";
+export const DEMO_VDISK_SIZE_BYTES = 10 * GIB;
+
+export interface UpOptions extends ClusterConfigOverrides {
+  dataDirectory: string;
+}
+
+interface Paths {
+  data: string;
+  pidFile: string;
+  backend: string;
+  vpoolDirectory: string;
+  storagedriverConfig: string;
+  storagedriverPidFile: string;
+  storagedriverLog: string;
+  frameworkLog: string;
+}
+
+function pathsOf(dataDirectory: string, config: ClusterConfig): Paths {
+  const vpool = config.vpools[0];
+  return {
+    data: dataDirectory,
+    pidFile: path.join(dataDirectory, "ovs.pid"),
+    backend: path.resolve(dataDirectory, vpool.backend.path),
+    vpoolDirectory: path.resolve(dataDirectory, vpool.directory),
+    storagedriverConfig: path.join(dataDirectory, "storagedrivers", `${vpool.name}.json`),
+    storagedriverPidFile: path.join(dataDirectory, "storagedrivers", `${vpool.name}.pid`),
+    storagedriverLog: path.join(dataDirectory, "logs", `storagedriver-${vpool.name}.log`),
+    frameworkLog: path.join(dataDirectory, "logs", "framework.log"),
+  };
+}
+
+function urlOf(address: ListenAddress): string {
+  return `http://${address.host.includes(":") ? `[${address.host}]` : address.host}:${address.port}`;
+}
+
+/** Runs the cluster until SIGINT/SIGTERM; resolves with the exit code. */
+export async function runUp(options: UpOptions, output: Output): Promise<number> {
+  const dataDirectory = path.resolve(options.dataDirectory);
+  await mkdir(dataDirectory, { recursive: true });
+  const releasePidFile = acquirePidFile(path.join(dataDirectory, "ovs.pid"), "another `ovs up`");
+  // Stop requests may come at any point from here on; they are served once startup has settled.
+  const stop: StopRequest = { signal: undefined, requested: Promise.resolve() };
+  let wakeUp: () => void = () => {};
+  stop.requested = new Promise<void>((resolve) => { wakeUp = resolve; });
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stop.signal !== undefined) {
+      output.out(`ovs already stopping: waiting for the storagedriver to flush and upload (at most ${Math.round(STORAGEDRIVER_STOP_TIMEOUT_MS / 1000)} s)`);
+      return;
+    }
+    stop.signal = signal;
+    wakeUp();
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  try {
+    return await runCluster(dataDirectory, options, output, stop);
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    releasePidFile();
+  }
+}
+
+interface StopRequest {
+  /** The signal that asked for the stop, once one did. */
+  signal: NodeJS.Signals | undefined;
+  requested: Promise<void>;
+}
+
+async function runCluster(dataDirectory: string, options: UpOptions, output: Output, stop: StopRequest): Promise<number> {
+  const loaded = await loadOrCreateClusterConfig(dataDirectory, new Date().toISOString());
+  const config = applyOverrides(loaded.config, options);
+  await saveClusterConfig(dataDirectory, config);
+  const paths = pathsOf(dataDirectory, config);
+  const vpool = config.vpools[0];
+  await Promise.all([paths.backend, paths.vpoolDirectory, path.dirname(paths.storagedriverConfig), path.dirname(paths.frameworkLog)]
+    .map((directory) => mkdir(directory, { recursive: true })));
+  refuseOrphanStorageDriver(paths.storagedriverPidFile);
+  await writeStorageDriverConfig(paths, config);
+
+  const logger = pino({ name: "framework", base: { pid: process.pid } }, pino.destination({ dest: paths.frameworkLog, sync: true, mkdir: true }));
+  logger.info({ dataDirectory, created: loaded.created }, "ovs up starting");
+  output.out(`ovs data directory ${dataDirectory}${loaded.created ? " (new cluster)" : ""}`);
+
+  const storagedriver = new StorageDriverClient({
+    vpool: vpool.name, baseUrl: urlOf(vpool.storagedriver), logHint: paths.storagedriverLog,
+  });
+  const service = new StorageDriverService({
+    vpool: vpool.name, configFile: paths.storagedriverConfig, logFile: paths.storagedriverLog, client: storagedriver, output, logger,
+  });
+  const started = await service.start(stop.requested);
+  if (started.outcome === "abandoned") {
+    return 0;
+  }
+  if (started.outcome === "failed") {
+    output.err(`storagedriver ${vpool.name} failed to start: ${started.reason}; the end of ${paths.storagedriverLog}:`);
+    for (const line of started.logLines) {
+      output.err(`  ${line}`);
+    }
+    return 1;
+  }
+  output.out(`storagedriver ${vpool.name} management API on ${started.message.url} (pid ${started.message.pid}, log ${paths.storagedriverLog})`);
+
+  const app = buildFrameworkApi({ storagedriver, logger: logger.child({ component: "api" }) });
+  try {
+    await app.listen({ host: config.api.host, port: config.api.port });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const reason = code === "EADDRINUSE"
+      ? `${config.api.host}:${config.api.port} is in use (another ovs up?): stop that process or pass --api-port`
+      : (error as Error).message;
+    output.err(`ovs cannot serve the framework API: ${reason}`);
+    await service.stop();
+    return 1;
+  }
+  const apiUrl = urlOf(config.api);
+  output.out(`framework API on ${apiUrl}/api (vDisks: ${apiUrl}/api/vdisks)`);
+  if (!["127.0.0.1", "::1", "localhost"].includes(config.api.host)) {
+    output.err(`warning: the framework API has no authentication yet and listens on ${config.api.host}: keep it on loopback`);
+  }
+  output.out(`NBD frontend not served yet (port ${config.frontends.nbd.port} recorded in config.json for a later release)`);
+  output.out(`iSCSI frontend not served yet (port ${config.frontends.iscsi.port} recorded in config.json for a later release)`);
+
+  if (!config.firstStartCompleted) {
+    try {
+      await firstStartSteps(storagedriver, output);
+      await saveClusterConfig(dataDirectory, { ...config, firstStartCompleted: true });
+    } catch (error) {
+      // Not fatal: the cluster runs; the step is tried again on the next start.
+      output.err(`ovs could not finish the first-start steps (${(error as Error).message}); they are tried again on the next start`);
+    }
+  }
+  output.out(`ovs ready: try \`npx ovs vdisk ls${config.api.port === 8500 && config.api.host === "127.0.0.1" ? "" : ` --api ${apiUrl}`}\`; Ctrl-C stops the cluster`);
+
+  const gaveUpExit = await Promise.race([stop.requested.then(() => undefined), service.gaveUp]);
+  output.out(gaveUpExit === undefined
+    ? `ovs stopping (${stop.signal}): the storagedriver flushes and uploads its vDisks`
+    : "ovs stopping: the storagedriver could not be kept running");
+  await app.close();
+  const exit = await service.stop();
+  const clean = gaveUpExit === undefined && (exit === undefined || exit.code === 0);
+  logger.info({ exit, clean }, "ovs up stopped");
+  if (clean) {
+    output.out("ovs stopped cleanly");
+    return 0;
+  }
+  if (exit !== undefined && gaveUpExit === undefined) {
+    output.err(`storagedriver ${vpool.name} did not stop cleanly (${describeExit(exit)}): unflushed data stays in ${paths.vpoolDirectory} and is replayed on the next start; see ${paths.storagedriverLog}`);
+  }
+  return 1;
+}
+
+/** The demo vDisk, only on a cluster that has no vDisks at all (not one rebuilt from an existing backend). */
+async function firstStartSteps(storagedriver: StorageDriverClient, output: Output): Promise<void> {
+  const listed = await storagedriver.listVdisks();
+  const vdisks = (listed.body as { vdisks?: Array<{ name: string }> } | undefined)?.vdisks;
+  if (listed.statusCode !== 200 || vdisks === undefined) {
+    throw new Error(`listing the vDisks failed with HTTP ${listed.statusCode}`);
+  }
+  if (vdisks.length > 0) {
+    output.out(`found ${vdisks.length} vDisks on the backend (${vdisks.map((vdisk) => vdisk.name).join(", ")}): not creating the ${DEMO_VDISK_NAME} vDisk`);
+    return;
+  }
+  const created = await storagedriver.createVdisk(DEMO_VDISK_NAME, DEMO_VDISK_SIZE_BYTES);
+  if (created.statusCode !== 201) {
+    throw new Error(`creating the ${DEMO_VDISK_NAME} vDisk failed with HTTP ${created.statusCode}: ${JSON.stringify(created.body)}`);
+  }
+  output.out(`created vDisk ${DEMO_VDISK_NAME} (${formatSizeBytes(DEMO_VDISK_SIZE_BYTES)})`);
+}
+
+/**
+ * A StorageDriver left running by an `ovs up` that was killed would fight the new one over the vPool.
+ * It stops by itself when it loses its parent; if it is still there, say so rather than guess.
+ */
+function refuseOrphanStorageDriver(pidFile: string): void {
+  const pid = readPidFile(pidFile);
+  if (pid === undefined || !processExists(pid) || !commandLineMentions(pid, "storagedriver")) {
+    return;
+  }
+  throw new Error(`a storagedriver of an earlier \`ovs up\` still runs (pid ${pid}, ${pidFile}): it is finishing its uploads; wait for it to exit, or stop it with kill ${pid}`);
+}
+
+function commandLineMentions(pid: number, word: string): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(word);
+  } catch {
+    // No /proc (not Linux): trust the PID.
+    return true;
+  }
+}
+
+async function writeStorageDriverConfig(paths: Paths, config: ClusterConfig): Promise<void> {
+  const vpool = config.vpools[0];
+  const storagedriverConfig = {
+    vpool: vpool.name,
+    directory: paths.vpoolDirectory,
+    backend: { type: vpool.backend.type, path: paths.backend },
+    managementApi: vpool.storagedriver,
+    settings: vpool.settings,
+    pidFile: paths.storagedriverPidFile,
+    logLevel: "info",
+  };
+  await writeFile(paths.storagedriverConfig, `${JSON.stringify(storagedriverConfig, null, 2)}\n`);
+}

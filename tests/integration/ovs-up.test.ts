@@ -1,0 +1,172 @@
+// Goal: `ovs up` (what `npm start` runs) brings a single-host cluster up on loopback with the demo
+// vDisk, serves the framework API that the `ovs vdisk` CLI uses, restarts a StorageDriver that dies,
+// refuses a second `ovs up` on the same directory, stops cleanly on SIGINT within 30 s, reopens
+// everything on a second start, and on a fresh host whose backend is a copy of the old one finds
+// the vDisks again without recreating the demo vDisk.
+import assert from "node:assert/strict";
+import { cp, readFile } from "node:fs/promises";
+import path from "node:path";
+import { ChildHarness, freePort, killPid, runOvs } from "../helpers/process-harness.ts";
+import { TempDirs } from "../helpers/temp-dir.ts";
+import { readPidFile } from "../../framework/src/cluster/pid-file.ts";
+
+const START_TIMEOUT_MS = 60_000;
+const STOP_TIMEOUT_MS = 30_000;
+const GIB = 1024 ** 3;
+
+interface VdiskInfo { name: string; sizeBytes: number; state: string; vpool: string }
+
+describe("ovs up: single-host cluster", function () {
+  this.timeout(300_000);
+  const tempDirs = new TempDirs("ovs-up");
+  const harnesses: ChildHarness[] = [];
+  const dataDirectories: string[] = [];
+  let apiPort: number;
+  let storagedriverPort: number;
+  let apiUrl: string;
+
+  async function up(dataDirectory: string): Promise<ChildHarness> {
+    const harness = ChildHarness.ovs(["up", "--data", dataDirectory, "--api-port", String(apiPort), "--storagedriver-port", String(storagedriverPort)]);
+    harnesses.push(harness);
+    if (!dataDirectories.includes(dataDirectory)) dataDirectories.push(dataDirectory);
+    await harness.waitForOutput(new RegExp(`ovs data directory ${escape(dataDirectory)}`), START_TIMEOUT_MS);
+    await harness.waitForOutput(new RegExp(`storagedriver vpool1 management API on http://127\\.0\\.0\\.1:${storagedriverPort}`), START_TIMEOUT_MS);
+    await harness.waitForOutput(new RegExp(`framework API on ${escape(apiUrl)}/api`), START_TIMEOUT_MS);
+    await harness.waitForOutput(/ovs ready/, START_TIMEOUT_MS);
+    return harness;
+  }
+
+  async function stop(harness: ChildHarness): Promise<void> {
+    assert.ok(killPid(harness.pid, "SIGINT"));
+    const startedMs = Date.now();
+    const exit = await harness.waitForExit(STOP_TIMEOUT_MS);
+    assert.deepEqual(exit, { code: 0, signal: null }, harness.describe());
+    assert.ok(Date.now() - startedMs < STOP_TIMEOUT_MS);
+    assert.match(harness.stdout, /ovs stopped cleanly/);
+  }
+
+  async function api(method: string, pathname: string, body?: unknown): Promise<{ status: number; body: any }> {
+    const response = await fetch(`${apiUrl}/api${pathname}`, {
+      method,
+      headers: body === undefined ? {} : { "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(30_000),
+    });
+    const text = await response.text();
+    return { status: response.status, body: text.length === 0 ? undefined : JSON.parse(text) };
+  }
+
+  async function vdiskNames(): Promise<string[]> {
+    const listed = await runOvs(["vdisk", "ls", "--json", "--api", apiUrl]);
+    assert.equal(listed.code, 0, listed.stderr);
+    return (JSON.parse(listed.stdout) as VdiskInfo[]).map((vdisk) => vdisk.name).sort();
+  }
+
+  before(async function () {
+    apiPort = await freePort();
+    storagedriverPort = await freePort();
+    apiUrl = `http://127.0.0.1:${apiPort}`;
+  });
+
+  after(async function () {
+    for (const harness of harnesses) await harness.killHard();
+    // The StorageDriver stops by itself when its parent dies; make sure of it by PID.
+    for (const dataDirectory of dataDirectories) {
+      const pid = readPidFile(path.join(dataDirectory, "storagedrivers", "vpool1.pid"));
+      if (pid !== undefined) killPid(pid, "SIGKILL");
+    }
+    await tempDirs.removeAll();
+  });
+
+  let firstData: string;
+
+  it("first start: creates the cluster and the demo vDisk; the API and the CLI work", async function () {
+    firstData = path.join(await tempDirs.make(), "data");
+    const cluster = await up(firstData);
+    assert.match(cluster.stdout, /created vDisk demo \(10 GiB\)/);
+    assert.match(cluster.stdout, /NBD frontend not served yet/);
+    assert.match(cluster.stdout, /iSCSI frontend not served yet/);
+
+    const health = await api("GET", "/health");
+    assert.equal(health.status, 200, JSON.stringify(health.body));
+    assert.equal(health.body.status, "ok");
+    const demo = await api("GET", "/vdisks/demo");
+    assert.equal(demo.status, 200);
+    assert.equal(demo.body.sizeBytes, 10 * GIB);
+
+    const table = await runOvs(["vdisk", "ls", "--api", apiUrl]);
+    assert.equal(table.code, 0, table.stderr);
+    assert.match(table.stdout, /^NAME\s+SIZE\s+STATE/m);
+    assert.match(table.stdout, /^demo\s+10 GiB\s+running/m);
+
+    const created = await runOvs(["vdisk", "create", "scratch", "--size", "1G", "--api", apiUrl]);
+    assert.equal(created.code, 0, created.stderr);
+    assert.match(created.stdout, /created vDisk scratch \(1 GiB\)/);
+    const kept = await runOvs(["vdisk", "create", "keep", "--size", "512M"], 30_000, { OVS_API: apiUrl });
+    assert.equal(kept.code, 0, kept.stderr);
+    const duplicate = await runOvs(["vdisk", "create", "keep", "--size", "512M", "--api", apiUrl]);
+    assert.equal(duplicate.code, 1);
+    assert.match(duplicate.stderr, /already exists.*choose another name/);
+    const badSize = await runOvs(["vdisk", "create", "bad", "--size", "10GB", "--api", apiUrl]);
+    assert.equal(badSize.code, 1);
+    assert.match(badSize.stderr, /use G or GiB/);
+    const removed = await runOvs(["vdisk", "rm", "scratch", "--api", apiUrl]);
+    assert.equal(removed.code, 0, removed.stderr);
+    const missing = await runOvs(["vdisk", "show", "scratch", "--api", apiUrl]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /no vDisk named scratch.*NOT_FOUND/);
+    assert.deepEqual(await vdiskNames(), ["demo", "keep"]);
+
+    const invalid = await api("POST", "/vdisks", { name: "Bad", size: "1G" });
+    assert.equal(invalid.status, 400);
+    assert.match(invalid.body.error.message, /a vDisk name is 1-63 characters/);
+  });
+
+  it("refuses a second `ovs up` on the same data directory", async function () {
+    const second = await runOvs(["up", "--data", firstData, "--api-port", String(await freePort()), "--storagedriver-port", String(await freePort())]);
+    assert.equal(second.code, 1);
+    assert.match(second.stderr, /another `ovs up` \(pid \d+\) is already running/);
+  });
+
+  it("restarts a StorageDriver that was killed", async function () {
+    const cluster = harnesses.at(-1)!;
+    const pidFile = path.join(firstData, "storagedrivers", "vpool1.pid");
+    const pid = readPidFile(pidFile);
+    assert.ok(pid !== undefined, "the StorageDriver writes its PID file");
+    assert.ok(killPid(pid, "SIGKILL"));
+    await cluster.waitForOutput(/storagedriver vpool1 restarted \(pid \d+\)/, 30_000);
+    assert.match(cluster.stderr, /exited unexpectedly \(killed by SIGKILL\): restarting in 1 s/);
+    assert.notEqual(readPidFile(pidFile), pid);
+    assert.deepEqual(await vdiskNames(), ["demo", "keep"]);
+  });
+
+  it("stops cleanly on SIGINT within 30 s, and a second start reopens everything", async function () {
+    await stop(harnesses.at(-1)!);
+    const cluster = await up(firstData);
+    assert.doesNotMatch(cluster.stdout, /created vDisk demo/);
+    assert.doesNotMatch(cluster.stdout, /new cluster/);
+    assert.deepEqual(await vdiskNames(), ["demo", "keep"]);
+    // The demo vDisk is a first-start thing: once removed, it stays removed.
+    const removed = await runOvs(["vdisk", "rm", "demo", "--api", apiUrl]);
+    assert.equal(removed.code, 0, removed.stderr);
+    await stop(cluster);
+  });
+
+  it("a fresh host with a copy of the backend finds the vDisks and does not recreate demo", async function () {
+    const freshData = path.join(await tempDirs.make("fresh"), "data");
+    await cp(path.join(firstData, "backend"), path.join(freshData, "backend"), { recursive: true });
+    const cluster = await up(freshData);
+    assert.match(cluster.stdout, /new cluster/);
+    assert.match(cluster.stdout, /found 1 vDisks on the backend \(keep\): not creating the demo vDisk/);
+    assert.deepEqual(await vdiskNames(), ["keep"]);
+    const keep = await api("GET", "/vdisks/keep");
+    assert.equal(keep.body.sizeBytes, 512 * 1024 ** 2);
+    const config = JSON.parse(await readFile(path.join(freshData, "config.json"), "utf8")) as { firstStartCompleted: boolean };
+    assert.equal(config.firstStartCompleted, true);
+    await stop(cluster);
+  });
+});
+
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
