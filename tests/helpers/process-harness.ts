@@ -52,6 +52,21 @@ export class ChildHarness {
     }));
   }
 
+  /** Runs any command in the repository root in its own process group (signal it with killGroup). */
+  static command(command: string, args: string[], env: NodeJS.ProcessEnv = {}): ChildHarness {
+    return new ChildHarness(spawn(command, args, {
+      cwd: REPOSITORY_ROOT,
+      env: { ...process.env, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true,
+    }));
+  }
+
+  /** Signals the whole process group, as a terminal's Ctrl-C does (only for children from command()). */
+  killGroup(signal: NodeJS.Signals): boolean {
+    return killPid(-this.pid, signal);
+  }
+
   get pid(): number {
     if (this.child.pid === undefined) throw new Error("the child process did not start");
     return this.child.pid;
