@@ -135,6 +135,8 @@ export class Journal {
   /** Set when an fsync failed: the volume accepts no more writes. */
   private failure: VolumeError | undefined;
   private syncRunning = false;
+  /** fsync rounds run for flushes (group commit: fewer than the flushes when they overlap). */
+  flushSyncCount = 0;
   /** A TLog roll that came due in the middle of a request. */
   private rollPending = false;
   /** Reused segment buffers: fresh 1 MiB buffers cost page faults and GC on every segment. */
@@ -516,6 +518,7 @@ export class Journal {
 
   private runSync(files: Array<FileHandle | undefined>, waiters: SyncWaiter[]): void {
     this.syncRunning = true;
+    this.flushSyncCount++;
     this.afterDurable(this.startDatasync(...files), () => {
       for (const waiter of waiters) waiter.resolve();
       this.syncRunning = false;

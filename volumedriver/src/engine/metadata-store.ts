@@ -50,12 +50,17 @@ export class MetadataStore {
 
   constructor(path: string, cacheSizeBytes: number) {
     this.database = new Database(path);
-    this.database.pragma("journal_mode = WAL");
-    this.database.pragma("synchronous = NORMAL");
-    this.database.exec(`
-      CREATE TABLE IF NOT EXISTS pages (page INTEGER PRIMARY KEY, data BLOB NOT NULL, crc INTEGER NOT NULL);
-      CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    `);
+    try {
+      this.database.pragma("journal_mode = WAL");
+      this.database.pragma("synchronous = NORMAL");
+      this.database.exec(`
+        CREATE TABLE IF NOT EXISTS pages (page INTEGER PRIMARY KEY, data BLOB NOT NULL, crc INTEGER NOT NULL);
+        CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+      `);
+    } catch (error) {
+      this.database.close();
+      throw error;
+    }
     const version = this.getMeta("schema_version");
     if (version === undefined) this.setMeta("schema_version", String(METADATA_SCHEMA_VERSION));
     else if (Number(version) !== METADATA_SCHEMA_VERSION) {
@@ -69,6 +74,14 @@ export class MetadataStore {
       maxSize: Math.max(cacheSizeBytes, 64 * METADATA_PAGE_SIZE_BYTES),
       sizeCalculation: (page) => (page === HOLE_PAGE ? 64 : METADATA_PAGE_SIZE_BYTES + 64),
     });
+  }
+
+  /** Throws if SQLite finds the database damaged (cheap check, run at open). */
+  verifyIntegrity(): void {
+    const rows = this.database.pragma("quick_check") as Array<{ quick_check: string }>;
+    if (rows.length !== 1 || rows[0].quick_check !== "ok") {
+      throw new VolumeError("Io", `metadata database damaged: ${rows.map((row) => row.quick_check).join("; ").slice(0, 200)}`);
+    }
   }
 
   getMeta(key: string): string | undefined {

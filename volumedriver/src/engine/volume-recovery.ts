@@ -12,7 +12,7 @@ import { LocalSco } from "./local-sco.ts";
 import { MetadataStore } from "./metadata-store.ts";
 import { decodeScoHeader, SCO_HEADER_SIZE_BYTES, scoClusterOffsetBytes, scoNumberFromKey } from "./formats/sco-format.ts";
 import {
-  decodeTlog, encodeEndEntry, ENTRY_TRIM, ENTRY_WRITE, TLOG_ENTRY_SIZE_BYTES, TLOG_HEADER_SIZE_BYTES,
+  decodeTlog, encodeEndEntry, ENTRY_WRITE, TLOG_ENTRY_SIZE_BYTES, TLOG_HEADER_SIZE_BYTES,
   tlogNumberFromKey, tlogObjectKey, type TlogEntry,
 } from "./formats/tlog-format.ts";
 import { decodeVolumeConfig, VOLUME_CONFIG_KEY, type VolumeConfig } from "./formats/volume-config.ts";
@@ -73,8 +73,9 @@ async function readLocalCluster(path: string, scoOffset: number): Promise<Buffer
 }
 
 /** Recovers a volume from its local directory after a clean stop or a crash. */
-export async function recoverLocal(directory: string, config: VolumeConfig, metadataCacheBytes: number, logger: Logger): Promise<RecoveredState> {
-  const metadata = new MetadataStore(join(directory, METADATA_FILE), metadataCacheBytes);
+export async function recoverLocal(directory: string, store: ObjectStore, config: VolumeConfig, metadataCacheBytes: number,
+  logger: Logger): Promise<RecoveredState> {
+  const metadata = await openMetadata(directory, store, config, metadataCacheBytes, logger);
   try {
     const position = metadata.persistedPosition();
     const backendTlogNumber = Number(metadata.getMeta("backend_tlog") ?? "0");
@@ -225,6 +226,47 @@ export async function fetchVolumeConfig(store: ObjectStore, namespace: string): 
 }
 
 /**
+ * Applies every TLog of the namespace, in order, to an empty metadata store and commits the result
+ * with the backend position. A gap in the TLog numbers or a TLog that fails its checks is an Io error
+ * naming it: the vDisk must not be served from a history with a hole in it.
+ */
+async function rebuildMetadataFromBackend(store: ObjectStore, config: VolumeConfig, metadata: MetadataStore): Promise<number> {
+  const tlogNumbers = (await listAllKeys(store, config.namespace, "tlog/"))
+    .map(tlogNumberFromKey).filter((number): number is number => number !== undefined).sort((left, right) => left - right);
+  let maxScoNumber = 0;
+  let position = { tlogNumber: 0, entryCount: 0 };
+  for (let index = 0; index < tlogNumbers.length; index++) {
+    const tlogNumber = tlogNumbers[index];
+    if (index > 0 && tlogNumber !== tlogNumbers[index - 1] + 1) {
+      throw new VolumeError("Io", `volume ${config.name}: TLog ${tlogNumbers[index - 1] + 1} is missing from the backend (found ${tlogNumber} after ${tlogNumbers[index - 1]})`);
+    }
+    const data = await store.get(config.namespace, tlogObjectKey(tlogNumber));
+    let tlog;
+    try {
+      tlog = decodeTlog(data);
+    } catch (error) {
+      throw new VolumeError("Io", `volume ${config.name}: TLog ${tlogNumber} on the backend is corrupt: ${(error as Error).message}`);
+    }
+    if (!tlog.sealed || tlog.stopReason !== undefined || tlog.header.tlogNumber !== tlogNumber || tlog.header.volumeUuid !== config.uuid) {
+      throw new VolumeError("Io", `volume ${config.name}: TLog ${tlogNumber} on the backend is corrupt: ${tlog.stopReason ?? "not sealed or wrong header"}`);
+    }
+    for (const entry of tlog.entries) {
+      applyEntry(metadata, entry);
+      if (entry.type === ENTRY_WRITE) maxScoNumber = Math.max(maxScoNumber, entry.scoNumber);
+    }
+    position = { tlogNumber, entryCount: tlog.entries.length };
+    if (metadata.dirtyPageCount() > 4096) metadata.commit(metadata.freeze(position));
+  }
+  for (const key of await listAllKeys(store, config.namespace, "sco/")) {
+    const scoNumber = scoNumberFromKey(key);
+    if (scoNumber !== undefined) maxScoNumber = Math.max(maxScoNumber, scoNumber);
+  }
+  const lastTlog = tlogNumbers.length > 0 ? tlogNumbers[tlogNumbers.length - 1] : 0;
+  metadata.commit(metadata.freeze(position), { backend_tlog: String(lastTlog), uploaded_max_sco: String(maxScoNumber) });
+  return tlogNumbers.length;
+}
+
+/**
  * Rebuilds a volume's local directory from its backend namespace. On failure the partial directory
  * is removed, so a later attempt starts clean.
  */
@@ -235,49 +277,45 @@ export async function restoreFromBackend(directory: string, store: ObjectStore, 
   let metadata: MetadataStore | undefined;
   try {
     metadata = new MetadataStore(join(directory, METADATA_FILE), metadataCacheBytes);
-    const tlogNumbers = (await listAllKeys(store, config.namespace, "tlog/"))
-      .map(tlogNumberFromKey).filter((number): number is number => number !== undefined).sort((left, right) => left - right);
-    let maxScoNumber = 0;
-    let position = { tlogNumber: 0, entryCount: 0 };
-    for (let index = 0; index < tlogNumbers.length; index++) {
-      const tlogNumber = tlogNumbers[index];
-      if (index > 0 && tlogNumber !== tlogNumbers[index - 1] + 1) {
-        throw new VolumeError("Io", `volume ${config.name}: TLog ${tlogNumbers[index - 1] + 1} is missing from the backend (found ${tlogNumber} after ${tlogNumbers[index - 1]})`);
-      }
-      const decoded = (() => {
-        return store.get(config.namespace, tlogObjectKey(tlogNumber)).then((data) => {
-          try {
-            return decodeTlog(data);
-          } catch (error) {
-            throw new VolumeError("Io", `volume ${config.name}: TLog ${tlogNumber} on the backend is corrupt: ${(error as Error).message}`);
-          }
-        });
-      })();
-      const tlog = await decoded;
-      if (!tlog.sealed || tlog.stopReason !== undefined || tlog.header.tlogNumber !== tlogNumber || tlog.header.volumeUuid !== config.uuid) {
-        throw new VolumeError("Io", `volume ${config.name}: TLog ${tlogNumber} on the backend is corrupt: ${tlog.stopReason ?? "not sealed or wrong header"}`);
-      }
-      for (const entry of tlog.entries) {
-        if (entry.type === ENTRY_TRIM || entry.type === ENTRY_WRITE) applyEntry(metadata, entry);
-        if (entry.type === ENTRY_WRITE) maxScoNumber = Math.max(maxScoNumber, entry.scoNumber);
-      }
-      position = { tlogNumber, entryCount: tlog.entries.length };
-      if (metadata.dirtyPageCount() > 4096) metadata.commit(metadata.freeze(position));
-    }
-    for (const key of await listAllKeys(store, config.namespace, "sco/")) {
-      const scoNumber = scoNumberFromKey(key);
-      if (scoNumber !== undefined) maxScoNumber = Math.max(maxScoNumber, scoNumber);
-    }
-    const lastTlog = tlogNumbers.length > 0 ? tlogNumbers[tlogNumbers.length - 1] : 0;
-    metadata.commit(metadata.freeze(position), { backend_tlog: String(lastTlog), uploaded_max_sco: String(maxScoNumber) });
+    const tlogCount = await rebuildMetadataFromBackend(store, config, metadata);
     metadata.close();
     metadata = undefined;
-    logger.info({ volume: config.name, tlogs: tlogNumbers.length }, "restored volume from the backend");
+    logger.info({ volume: config.name, tlogs: tlogCount }, "restored volume from the backend");
   } catch (error) {
     metadata?.close();
     await rm(directory, { recursive: true, force: true });
     throw error;
   }
+}
+
+/**
+ * Opens the metadata of a local vDisk. A database that cannot be opened is moved aside; a new (or
+ * moved-aside) one is rebuilt from the backend's TLogs, and the local TLogs are replayed on top by
+ * the caller: the metadata is only ever a cache of the TLogs.
+ */
+async function openMetadata(directory: string, store: ObjectStore, config: VolumeConfig, metadataCacheBytes: number, logger: Logger): Promise<MetadataStore> {
+  const path = join(directory, METADATA_FILE);
+  let metadata: MetadataStore;
+  try {
+    metadata = new MetadataStore(path, metadataCacheBytes);
+    metadata.verifyIntegrity();
+  } catch (error) {
+    const aside = `${path}.unreadable-${Date.now()}`;
+    logger.error({ volume: config.name, err: error, movedTo: aside }, "metadata database unreadable; rebuilding it from the TLogs");
+    for (const suffix of ["", "-wal", "-shm"]) await rename(`${path}${suffix}`, `${aside}${suffix}`).catch(() => undefined);
+    metadata = new MetadataStore(path, metadataCacheBytes);
+  }
+  if (metadata.getMeta("checkpoint") === undefined) {
+    try {
+      const tlogCount = await rebuildMetadataFromBackend(store, config, metadata);
+      if (tlogCount > 0) logger.warn({ volume: config.name, tlogs: tlogCount }, "rebuilt the metadata from the backend's TLogs");
+    } catch (error) {
+      metadata.close();
+      await rm(path, { force: true });
+      throw error;
+    }
+  }
+  return metadata;
 }
 
 export async function writeLocalConfig(directory: string, encoded: Buffer): Promise<void> {

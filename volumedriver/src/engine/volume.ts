@@ -527,6 +527,7 @@ export class VolumeEngine implements VolumeInterface, WriteBufferMember, Journal
       notUploadedBytes: this.notUploadedBytes,
       writeBufferBytes: this.localBytes,
       stalledWritesNow: this.stalledWritesNow,
+      flushSyncs: this.journal.flushSyncCount,
       backendTlogNumber: this.backendTlogNumber,
     };
   }

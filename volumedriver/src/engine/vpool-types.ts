@@ -63,6 +63,8 @@ export interface VolumeStats {
   readBytes: number;
   writeBytes: number;
   flushOps: number;
+  /** fsync rounds made for flushes and FUA writes; concurrent flushes share one (group commit). */
+  flushSyncs: number;
   /** Bytes in local SCOs not yet safe on the backend (SCO and its TLog uploaded). */
   notUploadedBytes: number;
   /** Bytes of SCOs held locally (all states). */

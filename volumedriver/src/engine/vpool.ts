@@ -102,7 +102,7 @@ class VPoolHost implements VPool {
 
   private async openEngine(config: VolumeConfig): Promise<VolumeEngine> {
     const directory = this.volumeDirectory(config.name);
-    const recovered = await recoverLocal(directory, config, this.settings.metadataCacheSizeBytes, this.logger);
+    const recovered = await recoverLocal(directory, this.store, config, this.settings.metadataCacheSizeBytes, this.logger);
     return new VolumeEngine({
       config, directory, settings: this.settings, store: this.store, writeBuffer: this.writeBuffer,
       readCache: this.readCache, logger: this.logger, nowMs: this.nowMs,
