@@ -26,6 +26,19 @@ const WRITE_ZEROES_CHUNK_BYTES = 1024 * 1024;
 /** Sequential reads in a row before prefetching starts. */
 const PREFETCH_AFTER_SEQUENTIAL_READS = 2;
 
+/** Resolves true when `work` settles before the deadline (ms since the epoch), false otherwise. */
+async function withDeadline(work: Promise<unknown>, deadlineMs: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      work.then(() => true, () => false),
+      new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), Math.max(0, deadlineMs - Date.now())); }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 interface ClusterRun {
   /** Index of the first cluster of the run within the request. */
   index: number;
@@ -548,17 +561,14 @@ export class VolumeEngine implements VolumeInterface, WriteBufferMember, Journal
   async close(timeoutMs: number): Promise<void> {
     if (this.closed) return;
     const deadline = Date.now() + timeoutMs;
-    await Promise.race([this.waitForInFlight(), new Promise((resolve) => setTimeout(resolve, Math.max(0, timeoutMs / 2)))]);
+    // In-flight requests get half the time (a write stalled on a dead backend may never finish).
+    await withDeadline(this.waitForInFlight(), deadline - timeoutMs / 2);
     this.journal.sealAll();
-    await this.journal.whenIdle();
+    const written = await withDeadline(this.journal.whenIdle(), deadline);
     this.closed = true;
-    let timer: NodeJS.Timeout | undefined;
-    const uploaded = await Promise.race([
-      this.uploader.whenIdle().then(() => true, () => false),
-      new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now())); }),
-    ]);
-    clearTimeout(timer);
-    if (!uploaded) this.logger.warn("closing before every SCO reached the backend; the next start uploads the rest");
+    const uploaded = written && await withDeadline(this.uploader.whenIdle(), deadline);
+    if (!written) this.logger.error("closing before the journal wrote everything to local files (disk failing?); acknowledged writes since the last flush may be lost");
+    else if (!uploaded) this.logger.warn("closing before every SCO reached the backend; the next start uploads the rest");
     await this.release();
   }
 
