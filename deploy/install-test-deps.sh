@@ -9,14 +9,17 @@ TEST_PACKAGES=(
   # Needed now: better-sqlite3 falls back to a source build when no prebuilt binary matches.
   "build-essential:g++"
   "python3:python3"
-  # Later issues (NBD, iSCSI, object stores). Not installed yet, to keep CI fast; uncomment with the
+  # NBD (issue 3): real clients and baselines for tests/interop, tests/fault/nbd-sigkill.test.ts and
+  # tests/bench/nbd. python3-libnbd installs the nbd module for Debian's /usr/bin/python3 (nbdsh).
+  "nbdkit:nbdkit"
+  "libnbd-bin:nbdinfo"
+  "python3-libnbd:"
+  "qemu-utils:qemu-img"
+  "fio:fio"
+  "openssl:openssl"
+  # Later issues (iSCSI, object stores). Not installed yet, to keep CI fast; uncomment with the
   # issue that first runs them.
-  # "nbdkit:nbdkit"
-  # "libnbd-bin:nbdinfo"
-  # "python3-libnbd:"
-  # "qemu-utils:qemu-img"
   # "qemu-block-extra:"
-  # "fio:fio"
   # "libiscsi-bin:iscsi-test-cu"
   # "tgt:tgtd"
   # "swift-proxy:swift-proxy-server"

@@ -22,9 +22,11 @@ describe("npm start: the main job", function () {
     const dataDirectory = await tempDirs.make("data");
     const apiPort = await freePort();
     const storagedriverPort = await freePort();
+    const nbdPort = await freePort();
     harness = ChildHarness.command("npm", ["start", "--", "--data", dataDirectory,
-      "--api-port", String(apiPort), "--storagedriver-port", String(storagedriverPort)]);
+      "--api-port", String(apiPort), "--storagedriver-port", String(storagedriverPort), "--nbd-port", String(nbdPort)]);
     await harness.waitForOutput(/ovs ready/, 90_000);
+    assert.match(harness.stdout, new RegExp(`^NBD on nbd://127\\.0\\.0\\.1:${nbdPort}/<vdisk>$`, "m"));
     const response = await fetch(`http://127.0.0.1:${apiPort}/api/vdisks/demo`, { signal: AbortSignal.timeout(10_000) });
     assert.equal(response.status, 200, harness.describe());
     const demo = (await response.json()) as { name: string; sizeBytes: number };

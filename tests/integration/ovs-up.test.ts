@@ -1,11 +1,12 @@
 // Goal: `ovs up` (what `npm start` runs) brings a single-host cluster up on loopback with the demo
-// vDisk, serves the framework API that the `ovs vdisk` CLI uses, restarts a StorageDriver that dies,
-// refuses a second `ovs up` on the same directory, stops cleanly on SIGINT within 30 s, reopens
-// everything on a second start, and on a fresh host whose backend is a copy of the old one finds
+// vDisk, serves the framework API that the `ovs vdisk` CLI uses, serves the vDisks over NBD,
+// restarts a StorageDriver that dies, refuses a second `ovs up` on the same directory, stops cleanly
+// on SIGINT within 30 s, reopens everything on a second start, and on a fresh host whose backend is a copy of the old one finds
 // the vDisks again without recreating the demo vDisk.
 import assert from "node:assert/strict";
 import { cp, readFile } from "node:fs/promises";
 import path from "node:path";
+import { requireTool, runToolOk } from "../helpers/nbd-tools.ts";
 import { ChildHarness, freePort, killPid, runOvs } from "../helpers/process-harness.ts";
 import { TempDirs } from "../helpers/temp-dir.ts";
 import { readPidFile } from "../../framework/src/cluster/pid-file.ts";
@@ -23,10 +24,12 @@ describe("ovs up: single-host cluster", function () {
   const dataDirectories: string[] = [];
   let apiPort: number;
   let storagedriverPort: number;
+  let nbdPort: number;
   let apiUrl: string;
 
   async function up(dataDirectory: string): Promise<ChildHarness> {
-    const harness = ChildHarness.ovs(["up", "--data", dataDirectory, "--api-port", String(apiPort), "--storagedriver-port", String(storagedriverPort)]);
+    const harness = ChildHarness.ovs(["up", "--data", dataDirectory, "--api-port", String(apiPort), "--storagedriver-port", String(storagedriverPort),
+      "--nbd-port", String(nbdPort)]);
     harnesses.push(harness);
     if (!dataDirectories.includes(dataDirectory)) dataDirectories.push(dataDirectory);
     await harness.waitForOutput(new RegExp(`ovs data directory ${escape(dataDirectory)}`), START_TIMEOUT_MS);
@@ -65,6 +68,7 @@ describe("ovs up: single-host cluster", function () {
   before(async function () {
     apiPort = await freePort();
     storagedriverPort = await freePort();
+    nbdPort = await freePort();
     apiUrl = `http://127.0.0.1:${apiPort}`;
   });
 
@@ -84,7 +88,7 @@ describe("ovs up: single-host cluster", function () {
     firstData = path.join(await tempDirs.make(), "data");
     const cluster = await up(firstData);
     assert.match(cluster.stdout, /created vDisk demo \(10 GiB\)/);
-    assert.match(cluster.stdout, /NBD frontend not served yet/);
+    assert.match(cluster.stdout, new RegExp(`^NBD on nbd://127\\.0\\.0\\.1:${nbdPort}/<vdisk>$`, "m"));
     assert.match(cluster.stdout, /iSCSI frontend not served yet/);
 
     const health = await api("GET", "/health");
@@ -122,8 +126,18 @@ describe("ovs up: single-host cluster", function () {
     assert.match(invalid.body.error.message, /a vDisk name is 1-63 characters/);
   });
 
+  it("serves every vDisk over NBD on the --nbd-port", async function () {
+    requireTool(this, "nbdinfo");
+    const listed = await runToolOk("nbdinfo", ["--list", "--json", `nbd://127.0.0.1:${nbdPort}`]);
+    const exports = (JSON.parse(listed.stdout) as { exports: Array<{ "export-name": string; "export-size": number }> }).exports;
+    assert.deepEqual(exports.map((entry) => [entry["export-name"], entry["export-size"]]).sort(), [["demo", 10 * GIB], ["keep", 512 * 1024 ** 2]]);
+    const config = JSON.parse(await readFile(path.join(firstData, "storagedrivers", "vpool1.json"), "utf8")) as { nbd: unknown };
+    assert.deepEqual(config.nbd, { host: "127.0.0.1", port: nbdPort });
+  });
+
   it("refuses a second `ovs up` on the same data directory", async function () {
-    const second = await runOvs(["up", "--data", firstData, "--api-port", String(await freePort()), "--storagedriver-port", String(await freePort())]);
+    const second = await runOvs(["up", "--data", firstData, "--api-port", String(await freePort()), "--storagedriver-port", String(await freePort()),
+      "--nbd-port", String(await freePort())]);
     assert.equal(second.code, 1);
     assert.match(second.stderr, /another `ovs up` \(pid \d+\) is already running/);
   });

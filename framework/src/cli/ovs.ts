@@ -3,6 +3,7 @@
 // the command that needs them, so `ovs vdisk ls` starts fast. Exit codes: 0 success, 1 failure
 // (the message on stderr says what to do), commander's own codes for usage errors.
 import { readFileSync } from "node:fs";
+import path from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { API_URL_DEFAULT } from "./api-client.ts";
 import { registerVdiskCommands } from "./vdisk-commands.ts";
@@ -32,6 +33,19 @@ const print = (text: string): void => {
   process.stdout.write(`${text}\n`);
 };
 
+interface UpCommandOptions {
+  data: string;
+  apiHost?: string;
+  apiPort?: number;
+  storagedriverPort?: number;
+  nbdHost?: string;
+  nbdPort?: number;
+  nbdTls?: "require" | "allow" | "off";
+  nbdTlsCert?: string;
+  nbdTlsKey?: string;
+  iscsiPort?: number;
+}
+
 const program = new Command("ovs")
   .description("Open vStorage in TypeScript: block volumes (vDisks) over NBD/iSCSI on object storage")
   .version(packageJson.version)
@@ -39,16 +53,23 @@ const program = new Command("ovs")
   .showHelpAfterError();
 
 program.command("up")
-  .description("run a single-host cluster: a StorageDriver, the framework API and a demo vDisk, on loopback")
+  .description("run a single-host cluster on loopback: a StorageDriver serving the vDisks over NBD, the framework API and a demo vDisk")
   .option("--data <dir>", "data directory (created on first start)", "./data")
   .option("--api-host <host>", "framework API address (default 127.0.0.1, or the value in DIR/config.json)")
   .option("--api-port <port>", "framework API port (default 8500)", parsePort)
   .option("--storagedriver-port <port>", "StorageDriver management API port (default 8510)", parsePort)
-  .option("--nbd-port <port>", "NBD port, recorded for the NBD frontend of a later release (default 10809)", parsePort)
+  .option("--nbd-host <host>", "NBD address (default 127.0.0.1; anything else exposes every vDisk: use TLS)")
+  .option("--nbd-port <port>", "NBD port (default 10809)", parsePort)
+  .addOption(new Option("--nbd-tls <mode>", "NBD STARTTLS: require (plain refused), allow, or off (default: require once a certificate is given)").choices(["require", "allow", "off"]))
+  .option("--nbd-tls-cert <file>", "NBD TLS certificate (PEM)")
+  .option("--nbd-tls-key <file>", "NBD TLS private key (PEM)")
   .option("--iscsi-port <port>", "iSCSI port, recorded for the iSCSI frontend of a later release (default 3260)", parsePort)
-  .action((options: { data: string; apiHost?: string; apiPort?: number; storagedriverPort?: number; nbdPort?: number; iscsiPort?: number }) => run(async () => {
+  .action((options: UpCommandOptions) => run(async () => {
     const { runUp } = await import("../cluster/up.ts");
-    const exitCode = await runUp({ ...options, dataDirectory: options.data }, {
+    // Certificate paths are the operator's, relative to where they typed the command; store them absolute.
+    const nbdTlsCert = options.nbdTlsCert === undefined ? undefined : path.resolve(options.nbdTlsCert);
+    const nbdTlsKey = options.nbdTlsKey === undefined ? undefined : path.resolve(options.nbdTlsKey);
+    const exitCode = await runUp({ ...options, nbdTlsCert, nbdTlsKey, dataDirectory: options.data }, {
       out: (line) => process.stdout.write(`${line}\n`),
       err: (line) => process.stderr.write(`${line}\n`),
     });

@@ -14,6 +14,20 @@ export interface ListenAddress {
   port: number;
 }
 
+export type NbdTlsModeSetting = "allow" | "require";
+
+/** STARTTLS for NBD. Certificate and key are absolute paths (they usually live outside DIR). */
+export interface NbdTlsEntry {
+  mode: NbdTlsModeSetting;
+  certificateFile: string;
+  keyFile: string;
+}
+
+export interface NbdFrontendEntry extends ListenAddress {
+  /** Absent: no TLS. */
+  tls?: NbdTlsEntry;
+}
+
 export interface VPoolEntry {
   name: string;
   /** Relative to the data directory. */
@@ -31,8 +45,8 @@ export interface ClusterConfig {
   /** Set once the first start has finished its one-time steps (the demo vDisk). */
   firstStartCompleted: boolean;
   api: ListenAddress;
-  /** Recorded now, served by the NBD and iSCSI frontends of later releases. */
-  frontends: { nbd: ListenAddress; iscsi: ListenAddress };
+  /** NBD is served by the StorageDriver; iSCSI is recorded for the frontend of a later release. */
+  frontends: { nbd: NbdFrontendEntry; iscsi: ListenAddress };
   vpools: VPoolEntry[];
 }
 
@@ -48,7 +62,13 @@ export interface ClusterConfigOverrides {
   apiHost?: string;
   apiPort?: number;
   storagedriverPort?: number;
+  nbdHost?: string;
   nbdPort?: number;
+  /** "off" removes the stored TLS settings. */
+  nbdTls?: NbdTlsModeSetting | "off";
+  /** Absolute paths (the CLI resolves them against its working directory). */
+  nbdTlsCert?: string;
+  nbdTlsKey?: string;
   iscsiPort?: number;
 }
 
@@ -75,9 +95,34 @@ export function applyOverrides(config: ClusterConfig, overrides: ClusterConfigOv
   if (overrides.apiHost !== undefined) updated.api.host = overrides.apiHost;
   if (overrides.apiPort !== undefined) updated.api.port = overrides.apiPort;
   if (overrides.storagedriverPort !== undefined) updated.vpools[0].storagedriver.port = overrides.storagedriverPort;
+  if (overrides.nbdHost !== undefined) updated.frontends.nbd.host = overrides.nbdHost;
   if (overrides.nbdPort !== undefined) updated.frontends.nbd.port = overrides.nbdPort;
   if (overrides.iscsiPort !== undefined) updated.frontends.iscsi.port = overrides.iscsiPort;
+  applyNbdTlsOverrides(updated.frontends.nbd, overrides);
   return updated;
+}
+
+/**
+ * TLS flags: --nbd-tls off drops TLS; otherwise the flags given replace the stored values, and a
+ * certificate without a mode means "require" (a certificate is given to be used). Throws Error when
+ * a mode is left without its certificate and key.
+ */
+function applyNbdTlsOverrides(nbd: NbdFrontendEntry, overrides: ClusterConfigOverrides): void {
+  const { nbdTls, nbdTlsCert, nbdTlsKey } = overrides;
+  if (nbdTls === "off") {
+    delete nbd.tls;
+    return;
+  }
+  if (nbdTls === undefined && nbdTlsCert === undefined && nbdTlsKey === undefined) {
+    return;
+  }
+  const mode = nbdTls ?? nbd.tls?.mode ?? "require";
+  const certificateFile = nbdTlsCert ?? nbd.tls?.certificateFile;
+  const keyFile = nbdTlsKey ?? nbd.tls?.keyFile;
+  if (certificateFile === undefined || keyFile === undefined) {
+    throw new Error(`NBD TLS (${mode}) needs a certificate and its key: pass --nbd-tls-cert FILE and --nbd-tls-key FILE (PEM)`);
+  }
+  nbd.tls = { mode, certificateFile, keyFile };
 }
 
 export interface LoadedClusterConfig {
@@ -130,6 +175,10 @@ export function checkClusterConfig(value: unknown, where: string): ClusterConfig
   }
   if (typeof vpool.name !== "string" || typeof vpool.directory !== "string" || vpool.backend?.type !== "local" || typeof vpool.backend.path !== "string") {
     throw new Error(`${where}: "vpools[0]" must have a name, a directory and a backend {"type": "local", "path": ...}`);
+  }
+  const tls = config.frontends?.nbd.tls;
+  if (tls !== undefined && (!["allow", "require"].includes(tls.mode) || typeof tls.certificateFile !== "string" || typeof tls.keyFile !== "string")) {
+    throw new Error(`${where}: "frontends.nbd.tls" must be like {"mode": "require", "certificateFile": "/etc/ovs/nbd-cert.pem", "keyFile": "/etc/ovs/nbd-key.pem"} (mode allow or require)`);
   }
   vpool.settings ??= {};
   return config as ClusterConfig;

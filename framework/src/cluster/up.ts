@@ -11,6 +11,7 @@
 //   logs/                        framework.log, storagedriver-<vpool>.log
 import { readFileSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
+import { isIP } from "node:net";
 import path from "node:path";
 import { pino } from "pino";
 import { formatSizeBytes, GIB } from "../../../volumedriver/src/storagedriver/size.ts";
@@ -54,7 +55,11 @@ function pathsOf(dataDirectory: string, config: ClusterConfig): Paths {
 }
 
 function urlOf(address: ListenAddress): string {
-  return `http://${address.host.includes(":") ? `[${address.host}]` : address.host}:${address.port}`;
+  return `http://${isIP(address.host) === 6 ? `[${address.host}]` : address.host}:${address.port}`;
+}
+
+function isLoopback(host: string): boolean {
+  return ["127.0.0.1", "::1", "localhost"].includes(host);
 }
 
 /** Runs the cluster until SIGINT/SIGTERM; resolves with the exit code. */
@@ -139,10 +144,17 @@ async function runCluster(dataDirectory: string, options: UpOptions, output: Out
   }
   const apiUrl = urlOf(config.api);
   output.out(`framework API on ${apiUrl}/api (vDisks: ${apiUrl}/api/vdisks)`);
-  if (!["127.0.0.1", "::1", "localhost"].includes(config.api.host)) {
+  if (!isLoopback(config.api.host)) {
     output.err(`warning: the framework API has no authentication yet and listens on ${config.api.host}: keep it on loopback`);
   }
-  output.out(`NBD frontend not served yet (port ${config.frontends.nbd.port} recorded in config.json for a later release)`);
+  const nbd = config.frontends.nbd;
+  const nbdUrl = started.message.nbdUrl;
+  output.out(nbdUrl === undefined
+    ? "NBD not served (the storagedriver reported no NBD address)"
+    : `NBD on ${nbdUrl}/<vdisk>${nbd.tls === undefined ? "" : ` (TLS ${nbd.tls.mode === "require" ? "required" : "offered"}, certificate ${nbd.tls.certificateFile})`}`);
+  if (!isLoopback(nbd.host) && nbd.tls?.mode !== "require") {
+    output.err(`warning: NBD listens on ${nbd.host} without required TLS: anyone who reaches it can read and write every vDisk; pass --nbd-tls require with a certificate, or --nbd-host 127.0.0.1`);
+  }
   output.out(`iSCSI frontend not served yet (port ${config.frontends.iscsi.port} recorded in config.json for a later release)`);
 
   if (!config.firstStartCompleted) {
@@ -220,6 +232,7 @@ async function writeStorageDriverConfig(paths: Paths, config: ClusterConfig): Pr
     directory: paths.vpoolDirectory,
     backend: { type: vpool.backend.type, path: paths.backend },
     managementApi: vpool.storagedriver,
+    nbd: config.frontends.nbd,
     settings: vpool.settings,
     pidFile: paths.storagedriverPidFile,
     logLevel: "info",

@@ -1,9 +1,11 @@
 // The StorageDriver config file: which vPool this process hosts, where its local data and its backend
-// are, and where the management API listens. JSON, checked field by field on load so that a mistake
+// are, and where the management API and the NBD frontend listen. JSON, checked field by field on load so that a mistake
 // is reported with the file and the field. Relative paths are taken from the file's directory.
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { VPoolSettings } from "../engine/vpool-types.ts";
+import { NBD_DEFAULT_HOST, NBD_DEFAULT_PORT } from "../frontends/nbd/nbd-settings.ts";
+import type { NbdTlsSettings } from "../frontends/nbd/nbd-types.ts";
 import { checkOnlyKeys, parseBackendSpec, type BackendSpec } from "./backend-spec.ts";
 
 export const MANAGEMENT_API_HOST_DEFAULT = "127.0.0.1";
@@ -19,6 +21,21 @@ export interface ManagementApiAddress {
   port: number;
 }
 
+/** The NBD frontend of the StorageDriver: one export per running vDisk of its vPool. */
+export interface NbdFrontendConfig {
+  /** Default 127.0.0.1; anything beyond loopback is an explicit choice (NBD has no authentication; use TLS). */
+  host: string;
+  /** Default 10809; 0 picks a free port (reported on stdout and to the parent process). */
+  port: number;
+  /** Absent: no STARTTLS (as mode "off"). Certificate and key are PEM files. */
+  tls?: NbdTlsSettings;
+  /** Limits of the server; absent ones keep the server's defaults (see nbd-types.ts). */
+  requestSizeBytesMax?: number;
+  inFlightRequestsMax?: number;
+  connectionsMax?: number;
+  handshakeTimeoutMs?: number;
+}
+
 export interface StorageDriverConfig {
   /** vPool name: [a-z0-9][a-z0-9-]{0,30}. */
   vpool: string;
@@ -26,6 +43,8 @@ export interface StorageDriverConfig {
   directory: string;
   backend: BackendSpec;
   managementApi: ManagementApiAddress;
+  /** Absent: the vDisks are not served over NBD (management API only). */
+  nbd?: NbdFrontendConfig;
   /** vPool settings that differ from the engine's defaults. */
   settings: Partial<VPoolSettings>;
   /** Log file (pino JSON lines); without it the log goes to stderr. */
@@ -40,7 +59,7 @@ const VPOOL_SETTING_NAMES: ReadonlyArray<keyof VPoolSettings> = [
   "readCacheSizeBytes", "metadataCacheSizeBytes", "uploadConcurrency", "prefetchClusters",
 ];
 
-const CONFIG_KEYS = ["vpool", "directory", "backend", "managementApi", "settings", "logFile", "logLevel", "pidFile"];
+const CONFIG_KEYS = ["vpool", "directory", "backend", "managementApi", "nbd", "settings", "logFile", "logLevel", "pidFile"];
 
 export async function loadStorageDriverConfig(file: string): Promise<StorageDriverConfig> {
   let text: string;
@@ -76,6 +95,9 @@ export function parseStorageDriverConfig(value: unknown, baseDirectory: string, 
     settings: parseSettings(raw.settings, `${where}: "settings"`),
     logLevel: parseLogLevel(raw.logLevel, `${where}: "logLevel"`),
   };
+  if (raw.nbd !== undefined) {
+    config.nbd = parseNbdFrontend(raw.nbd, baseDirectory, `${where}: "nbd"`);
+  }
   if (raw.logFile !== undefined) {
     config.logFile = parsePath(raw.logFile, baseDirectory, `${where}: "logFile"`);
   }
@@ -110,6 +132,64 @@ function parseAddress(value: unknown, where: string): ManagementApiAddress {
     throw new Error(`${where}.port must be a TCP port 0-65535 (0: any free port)`);
   }
   return { host, port };
+}
+
+const NBD_LIMIT_NAMES = ["requestSizeBytesMax", "inFlightRequestsMax", "connectionsMax", "handshakeTimeoutMs"] as const;
+const NBD_TLS_MODES = ["off", "allow", "require"] as const;
+
+function parseNbdFrontend(value: unknown, baseDirectory: string, where: string): NbdFrontendConfig {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new Error(`${where} must be an object like {"host": "127.0.0.1", "port": 10809}`);
+  }
+  const raw = value as Record<string, unknown>;
+  checkOnlyKeys(raw, ["host", "port", "tls", ...NBD_LIMIT_NAMES], where);
+  const host = raw.host ?? NBD_DEFAULT_HOST;
+  const port = raw.port ?? NBD_DEFAULT_PORT;
+  if (typeof host !== "string" || host.length === 0) {
+    throw new Error(`${where}.host must be an address to listen on, e.g. "127.0.0.1"`);
+  }
+  if (!isPort(port)) {
+    throw new Error(`${where}.port must be a TCP port 0-65535 (0: any free port)`);
+  }
+  const nbd: NbdFrontendConfig = { host, port };
+  for (const name of NBD_LIMIT_NAMES) {
+    const limit = raw[name];
+    if (limit === undefined) {
+      continue;
+    }
+    // Ranges are the server's to check; here only the type.
+    if (typeof limit !== "number" || !Number.isSafeInteger(limit) || limit <= 0) {
+      throw new Error(`${where}.${name} must be a whole number > 0 (the unit is in its name)`);
+    }
+    nbd[name] = limit;
+  }
+  const tls = parseNbdTls(raw.tls, baseDirectory, `${where}.tls`);
+  if (tls !== undefined) {
+    nbd.tls = tls;
+  }
+  return nbd;
+}
+
+function parseNbdTls(value: unknown, baseDirectory: string, where: string): NbdTlsSettings | undefined {
+  if (value === undefined) {
+    return undefined;
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new Error(`${where} must be an object like {"mode": "require", "certificateFile": "nbd-cert.pem", "keyFile": "nbd-key.pem"}`);
+  }
+  const raw = value as Record<string, unknown>;
+  checkOnlyKeys(raw, ["mode", "certificateFile", "keyFile"], where);
+  if (typeof raw.mode !== "string" || !(NBD_TLS_MODES as readonly string[]).includes(raw.mode)) {
+    throw new Error(`${where}.mode must be one of ${NBD_TLS_MODES.join(", ")} (require: plain connections are refused)`);
+  }
+  if (raw.mode === "off") {
+    return undefined;
+  }
+  return {
+    mode: raw.mode as NbdTlsSettings["mode"],
+    certificateFile: parsePath(raw.certificateFile, baseDirectory, `${where}.certificateFile`),
+    keyFile: parsePath(raw.keyFile, baseDirectory, `${where}.keyFile`),
+  };
 }
 
 export function isPort(value: unknown): value is number {

@@ -1,8 +1,10 @@
-// The StorageDriver process: hosts the vDisks of one vPool and serves their management API on
-// loopback. Lifecycle: open the backend stack, open the vPool (which discovers the vDisks already
-// in the backend), listen, announce; on SIGINT, SIGTERM or loss of the parent's IPC channel, stop
-// accepting requests, close the vPool (flush, seal, upload; bounded) and exit. A second signal while
-// stopping is ignored: stopping is already under way and is bounded by SHUTDOWN_DEADLINE_MS.
+// The StorageDriver process: hosts the vDisks of one vPool, serves them over NBD (one export per
+// running vDisk) and serves their management API on loopback. Lifecycle: open the backend stack, open
+// the vPool (which discovers the vDisks already in the backend), start the NBD server, listen,
+// announce; on SIGINT, SIGTERM or loss of the parent's IPC channel, close the NBD server first (no
+// new writes; in-flight requests finish), stop accepting management requests, close the vPool
+// (flush, seal, upload; bounded) and exit. A second signal while stopping is ignored: stopping is
+// already under way and is bounded by SHUTDOWN_DEADLINE_MS.
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { isIP } from "node:net";
@@ -10,10 +12,13 @@ import type { FastifyInstance } from "fastify";
 import { pino, type Logger } from "pino";
 import { openVPool } from "../engine/vpool.ts";
 import type { VPool } from "../engine/vpool-types.ts";
+import { startNbdServer } from "../frontends/nbd/nbd-server.ts";
+import type { NbdServer } from "../frontends/nbd/nbd-types.ts";
 import { openBackend, summarizeNamespaceStats, type OpenedBackend } from "./backend-opener.ts";
 import { describeBackendSpec } from "./backend-spec.ts";
-import type { StorageDriverConfig } from "./config.ts";
+import type { NbdFrontendConfig, StorageDriverConfig } from "./config.ts";
 import { buildManagementApi } from "./management-api.ts";
+import { vpoolExportRegistry } from "./nbd-exports.ts";
 
 /** How long the vPool may take to flush and upload on shutdown. */
 export const VPOOL_CLOSE_TIMEOUT_MS = 25_000;
@@ -22,7 +27,7 @@ export const SHUTDOWN_DEADLINE_MS = 29_000;
 
 /** Messages to the parent process (`ovs up`) over the IPC channel, when there is one. */
 export type StorageDriverMessage =
-  | { type: "ready"; vpool: string; url: string; pid: number; vdiskCount: number }
+  | { type: "ready"; vpool: string; url: string; pid: number; vdiskCount: number; nbdUrl?: string }
   | { type: "stopping"; vpool: string; reason: string };
 
 export function createStorageDriverLogger(config: StorageDriverConfig): Logger {
@@ -39,9 +44,16 @@ export function createStorageDriverLogger(config: StorageDriverConfig): Logger {
   }, destination);
 }
 
-function urlOf(host: string, port: number): string {
-  return `http://${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
+function urlOf(host: string, port: number, scheme = "http"): string {
+  return `${scheme}://${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
 }
+
+/** nbds:// when plain connections are refused (libnbd's URI scheme for TLS), nbd:// otherwise. */
+export function nbdUrlOf(host: string, port: number, tlsMode: string | undefined): string {
+  return urlOf(host, port, tlsMode === "require" ? "nbds" : "nbd");
+}
+
+const LOOPBACK_HOSTS = ["127.0.0.1", "::1", "localhost"];
 
 function sendToParent(message: StorageDriverMessage): void {
   if (process.send !== undefined && process.connected) {
@@ -59,6 +71,7 @@ export async function runStorageDriver(config: StorageDriverConfig): Promise<num
   let backend: OpenedBackend | undefined;
   let vpool: VPool | undefined;
   let app: FastifyInstance | undefined;
+  let nbd: NbdServer | undefined;
   let stopReason: string | undefined;
   let resolveStopRequested: () => void = () => {};
   const stopRequested = new Promise<void>((resolve) => { resolveStopRequested = resolve; });
@@ -93,7 +106,7 @@ export async function runStorageDriver(config: StorageDriverConfig): Promise<num
 
   writePidFile(config.pidFile);
   try {
-    if (isIP(config.managementApi.host) !== 0 && !["127.0.0.1", "::1"].includes(config.managementApi.host)) {
+    if (!LOOPBACK_HOSTS.includes(config.managementApi.host)) {
       logger.warn({ host: config.managementApi.host }, "the management API has no authentication: serve it on loopback only");
     }
     logger.info({ directory: config.directory, backend: backendDescription, settings: config.settings }, "opening vPool");
@@ -101,6 +114,9 @@ export async function runStorageDriver(config: StorageDriverConfig): Promise<num
     vpool = await openVPool({ ...config.settings, name: config.vpool, directory: config.directory, backend: backend.store, logger: logger.child({ component: "engine" }) });
     const vdiskCount = vpool.listVolumes().length;
     logger.info({ vdiskCount }, "vPool open");
+    if (stopReason === undefined && config.nbd !== undefined) {
+      nbd = await startNbd(config.nbd, vpool, logger);
+    }
     if (stopReason === undefined) {
       const instrumented = backend.instrumented;
       app = buildManagementApi({
@@ -113,19 +129,24 @@ export async function runStorageDriver(config: StorageDriverConfig): Promise<num
       const url = urlOf(config.managementApi.host, port);
       process.stdout.write(`storagedriver ${config.vpool} management API on ${url} (${vdiskCount} vDisks, backend ${backendDescription})\n`);
       logger.info({ url }, "management API listening");
-      sendToParent({ type: "ready", vpool: config.vpool, url, pid: process.pid, vdiskCount });
+      const nbdUrl = nbd === undefined ? undefined : nbdUrlOf(nbd.host, nbd.port, config.nbd?.tls?.mode);
+      if (nbdUrl !== undefined) {
+        const names = vpool.listVolumes().filter((info) => info.state === "running").map((info) => info.name);
+        process.stdout.write(`storagedriver ${config.vpool} NBD on ${nbdUrl} (exports: ${names.length === 0 ? "none yet; one per vDisk" : names.join(", ")})\n`);
+      }
+      sendToParent({ type: "ready", vpool: config.vpool, url, pid: process.pid, vdiskCount, ...(nbdUrl === undefined ? {} : { nbdUrl }) });
     }
   } catch (error) {
     const message = startupErrorMessage(error, config);
     logger.error({ err: error }, message);
     process.stderr.write(`storagedriver ${config.vpool}: ${message}\n`);
-    await stop(logger, app, vpool, backend).catch(() => 1);
+    await stop(logger, nbd, app, vpool, backend).catch(() => 1);
     removePidFile(config.pidFile);
     return 1;
   }
   await stopRequested;
   try {
-    const exitCode = await stop(logger, app, vpool, backend);
+    const exitCode = await stop(logger, nbd, app, vpool, backend);
     if (exitCode === 0) {
       process.stdout.write(`storagedriver ${config.vpool} stopped cleanly\n`);
     }
@@ -135,9 +156,33 @@ export async function runStorageDriver(config: StorageDriverConfig): Promise<num
   }
 }
 
-async function stop(logger: Logger, app: FastifyInstance | undefined, vpool: VPool | undefined, backend: OpenedBackend | undefined): Promise<number> {
+/** Starts the NBD server over the vPool's running vDisks; a busy port or a bad address says so. */
+async function startNbd(settings: NbdFrontendConfig, vpool: VPool, logger: Logger): Promise<NbdServer> {
+  if (!LOOPBACK_HOSTS.includes(settings.host) && settings.tls?.mode !== "require") {
+    logger.warn({ host: settings.host }, "NBD has no authentication: anyone who reaches this address can read and write every vDisk; use TLS (mode require) or keep it on loopback");
+  }
+  try {
+    // The server logs under component "nbd" itself.
+    return await startNbdServer(vpoolExportRegistry(vpool), { ...settings, logger });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException | undefined)?.code;
+    const where = `${settings.host}:${settings.port}`;
+    const reason = code === "EADDRINUSE" ? `${where} is in use; stop the process using it or choose another NBD port`
+      : code === "EADDRNOTAVAIL" ? `${settings.host} is not an address of this host`
+        : `${error instanceof Error ? error.message : String(error)}`;
+    throw new Error(`cannot serve NBD: ${reason}`, { cause: error });
+  }
+}
+
+async function stop(logger: Logger, nbd: NbdServer | undefined, app: FastifyInstance | undefined, vpool: VPool | undefined, backend: OpenedBackend | undefined): Promise<number> {
   let exitCode = 0;
-  // Stop accepting first: requests in flight finish, new ones get 503.
+  // NBD first: its clients write; once it is closed no new write can reach the vPool we flush next.
+  try {
+    await nbd?.close();
+  } catch (error) {
+    logger.warn({ err: error }, "closing the NBD server failed");
+  }
+  // Then stop accepting management requests: requests in flight finish, new ones get 503.
   await app?.close();
   if (vpool !== undefined) {
     try {
@@ -164,6 +209,9 @@ function startupErrorMessage(error: unknown, config: StorageDriverConfig): strin
   }
   if (code === "EADDRNOTAVAIL") {
     return `cannot serve the management API: ${host} is not an address of this host`;
+  }
+  if (error instanceof Error && error.message.startsWith("cannot serve NBD")) {
+    return error.message;
   }
   return `cannot start: ${error instanceof Error ? error.message : String(error)}`;
 }
