@@ -2,9 +2,20 @@
 // (appended but not yet written by the journal), and its place in the upload life cycle.
 //   open -> sealed (immutable, fsynced) -> safe (it and its TLog are on the backend: disposable)
 // A safe SCO may be evicted: its file is unlinked; readers that hold the handle finish first.
+import { read } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { CLUSTER_SIZE_BYTES } from "./vpool-types.ts";
 import { SCO_HEADER_SIZE_BYTES, scoClusterOffsetBytes } from "./formats/sco-format.ts";
+
+/**
+ * pread through the callback API: on the 4 KiB random-read path it costs less than FileHandle.read
+ * (no per-call FileHandle bookkeeping). The caller keeps the handle open while this runs.
+ */
+function readAt(fd: number, target: Buffer, targetOffset: number, lengthBytes: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    read(fd, target, targetOffset, lengthBytes, position, (error, bytesRead) => (error === null ? resolve(bytesRead) : reject(error)));
+  });
+}
 
 export type ScoState = "open" | "sealed" | "safe";
 
@@ -93,7 +104,7 @@ export class LocalSco {
         }
         const handle = await this.readHandle();
         const lengthBytes = (stop - cluster) * CLUSTER_SIZE_BYTES;
-        const { bytesRead } = await handle.read(target, targetOffset + (cluster - first) * CLUSTER_SIZE_BYTES, lengthBytes, scoClusterOffsetBytes(cluster));
+        const bytesRead = await readAt(handle.fd, target, targetOffset + (cluster - first) * CLUSTER_SIZE_BYTES, lengthBytes, scoClusterOffsetBytes(cluster));
         if (bytesRead !== lengthBytes) {
           // A short read means the file is shorter than the metadata says: let the checksum catch it.
           target.fill(0, targetOffset + (cluster - first) * CLUSTER_SIZE_BYTES + bytesRead, targetOffset + (stop - first) * CLUSTER_SIZE_BYTES);
