@@ -8,9 +8,7 @@
 // Options (environment): OVS_BENCH_SECONDS (per phase, default 10), OVS_BENCH_WRITE_GIB (cap per write
 // phase, default 2; sequential writes get twice as much), OVS_BENCH_NO_DOCS=1 (do not update docs/BENCHMARKS.md).
 // Prints a markdown table and replaces the "Volume engine (in-process)" section of docs/BENCHMARKS.md.
-import { execFileSync } from "node:child_process";
 import { open, readFile, writeFile, type FileHandle } from "node:fs/promises";
-import { cpus, freemem, release, tmpdir, totalmem, type as osType } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { InstrumentedObjectStore, type ObjectStoreStatsSnapshot } from "../../volumedriver/src/backend/instrumented-store.ts";
@@ -19,6 +17,7 @@ import { openVPool } from "../../volumedriver/src/engine/vpool.ts";
 import { CLUSTER_SIZE_BYTES, GIB, MIB, type Volume, type VPool, type VPoolConfig } from "../../volumedriver/src/engine/vpool-types.ts";
 import { SeededRandom } from "../helpers/seeded-random.ts";
 import { makeTempDir, removeTempDir } from "../helpers/temp-dir.ts";
+import { machineDescription } from "./bench-machine.ts";
 
 const PHASE_SECONDS = Number(process.env.OVS_BENCH_SECONDS ?? 10);
 const WRITE_CAP_BYTES = Number(process.env.OVS_BENCH_WRITE_GIB ?? 2) * GIB;
@@ -263,17 +262,6 @@ async function main(): Promise<void> {
     if (rawFile !== undefined) await rawFile.close().catch(() => undefined);
     await removeTempDir(workDirectory);
   }
-}
-
-function machineDescription(): string {
-  const cpuModel = cpus()[0]?.model.trim() ?? "unknown CPU";
-  let filesystem = "unknown";
-  try {
-    filesystem = execFileSync("df", ["--output=fstype", tmpdir()], { encoding: "utf8" }).split("\n")[1]?.trim() ?? "unknown";
-  } catch {
-    // df missing: leave it unknown.
-  }
-  return `${cpus().length} × ${cpuModel} (nproc ${cpus().length}), ${(totalmem() / GIB).toFixed(1)} GiB memory (${(freemem() / GIB).toFixed(1)} GiB free), ${osType()} ${release()}, Node ${process.version}, temp filesystem ${filesystem}`;
 }
 
 /** Replaces (or appends) this benchmark's section of docs/BENCHMARKS.md. */

@@ -12,12 +12,12 @@
 // .cpuprofile files), OVS_BENCH_NO_DOCS=1 (do not touch the docs).
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { cp, readdir, readFile, truncate, writeFile } from "node:fs/promises";
-import { cpus, freemem, release, tmpdir, totalmem, type as osType } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort, killPid, sleep } from "../../helpers/process-harness.ts";
 import { NbdStorageDriver, runTool, runToolOk, toolMissingReason, type NbdTool } from "../../helpers/nbd-tools.ts";
 import { makeTempDir, removeTempDir } from "../../helpers/temp-dir.ts";
+import { machineDescription } from "../bench-machine.ts";
 
 const GIB = 1024 ** 3;
 const PHASE_SECONDS = Number(process.env.OVS_BENCH_SECONDS ?? 15);
@@ -181,18 +181,6 @@ function formatResult(phase: Phase, result: FioResult): string {
 function ratio(phase: Phase, ours: FioResult, peer: FioResult): string {
   const metric = (result: FioResult): number => (phase.metric === "iops" ? result.iops : result.bandwidthBytesPerSecond);
   return `${(metric(ours) / metric(peer)).toFixed(2)}×`;
-}
-
-function machineDescription(): string {
-  const cpuModel = cpus()[0]?.model.trim() ?? "unknown CPU";
-  let filesystem = "unknown";
-  try {
-    filesystem = execFileSync("df", ["--output=fstype", tmpdir()], { encoding: "utf8" }).split("\n")[1]?.trim() ?? "unknown";
-  } catch {
-    // df missing: leave it unknown.
-  }
-  return `${cpus().length} × ${cpuModel}, ${(totalmem() / GIB).toFixed(1)} GiB memory (${(freemem() / GIB).toFixed(1)} GiB free), ` +
-    `${osType()} ${release()}, Node ${process.version}, temp filesystem ${filesystem}`;
 }
 
 function toolVersions(): string {
