@@ -2,7 +2,7 @@
 // (appended but not yet written by the journal), and its place in the upload life cycle.
 //   open -> sealed (immutable, fsynced) -> safe (it and its TLog are on the backend: disposable)
 // A safe SCO may be evicted: its file is unlinked; readers that hold the handle finish first.
-import { read } from "node:fs";
+import { read, readSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { CLUSTER_SIZE_BYTES } from "./vpool-types.ts";
 import { SCO_HEADER_SIZE_BYTES, scoClusterOffsetBytes } from "./formats/sco-format.ts";
@@ -15,6 +15,27 @@ function readAt(fd: number, target: Buffer, targetOffset: number, lengthBytes: n
   return new Promise((resolve, reject) => {
     read(fd, target, targetOffset, lengthBytes, position, (error, bytesRead) => (error === null ? resolve(bytesRead) : reject(error)));
   });
+}
+
+/** Small reads are tried synchronously (see readSmallAt). */
+const SYNC_READ_BYTES_MAX = 64 * 1024;
+/** A synchronous read slower than this means the page cache missed: go async for a while. */
+const SYNC_READ_SLOW_NS = 2_000_000n;
+const SYNC_READ_BACKOFF_MS = 1000;
+let syncReadsPausedUntilMs = 0;
+
+/**
+ * Reads a small range. A pread of a few KiB that the page cache holds (the common case for the
+ * write buffer, which was just written) costs a few microseconds done in place, far less than a
+ * round trip through the libuv thread pool; but a pread that goes to the disk must not block the
+ * event loop. So reads run synchronously until one is slow, then asynchronously for a second.
+ */
+function readSmallAt(fd: number, target: Buffer, targetOffset: number, lengthBytes: number, position: number): Promise<number> | number {
+  if (lengthBytes > SYNC_READ_BYTES_MAX || Date.now() < syncReadsPausedUntilMs) return readAt(fd, target, targetOffset, lengthBytes, position);
+  const startedNs = process.hrtime.bigint();
+  const bytesRead = readSync(fd, target, targetOffset, lengthBytes, position);
+  if (process.hrtime.bigint() - startedNs > SYNC_READ_SLOW_NS) syncReadsPausedUntilMs = Date.now() + SYNC_READ_BACKOFF_MS;
+  return bytesRead;
 }
 
 export type ScoState = "open" | "sealed" | "safe";
@@ -104,7 +125,7 @@ export class LocalSco {
         }
         const handle = await this.readHandle();
         const lengthBytes = (stop - cluster) * CLUSTER_SIZE_BYTES;
-        const bytesRead = await readAt(handle.fd, target, targetOffset + (cluster - first) * CLUSTER_SIZE_BYTES, lengthBytes, scoClusterOffsetBytes(cluster));
+        const bytesRead = await readSmallAt(handle.fd, target, targetOffset + (cluster - first) * CLUSTER_SIZE_BYTES, lengthBytes, scoClusterOffsetBytes(cluster));
         if (bytesRead !== lengthBytes) {
           // A short read means the file is shorter than the metadata says: let the checksum catch it.
           target.fill(0, targetOffset + (cluster - first) * CLUSTER_SIZE_BYTES + bytesRead, targetOffset + (stop - first) * CLUSTER_SIZE_BYTES);
