@@ -5,7 +5,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { VPoolSettings } from "../engine/vpool-types.ts";
 import { NBD_DEFAULT_HOST, NBD_DEFAULT_PORT } from "../frontends/nbd/nbd-settings.ts";
-import type { NbdTlsSettings } from "../frontends/nbd/nbd-types.ts";
+import type { NbdServerSettings, NbdTlsSettings } from "../frontends/nbd/nbd-types.ts";
 import { checkOnlyKeys, parseBackendSpec, type BackendSpec } from "./backend-spec.ts";
 
 export const MANAGEMENT_API_HOST_DEFAULT = "127.0.0.1";
@@ -21,20 +21,12 @@ export interface ManagementApiAddress {
   port: number;
 }
 
-/** The NBD frontend of the StorageDriver: one export per running vDisk of its vPool. */
-export interface NbdFrontendConfig {
-  /** Default 127.0.0.1; anything beyond loopback is an explicit choice (NBD has no authentication; use TLS). */
-  host: string;
-  /** Default 10809; 0 picks a free port (reported on stdout and to the parent process). */
-  port: number;
-  /** Absent: no STARTTLS (as mode "off"). Certificate and key are PEM files. */
-  tls?: NbdTlsSettings;
-  /** Limits of the server; absent ones keep the server's defaults (see nbd-types.ts). */
-  requestSizeBytesMax?: number;
-  inFlightRequestsMax?: number;
-  connectionsMax?: number;
-  handshakeTimeoutMs?: number;
-}
+/**
+ * The NBD frontend of the StorageDriver: one export per running vDisk of its vPool. The server's own
+ * settings (see nbd-types.ts), less its logger: host and port are required here, TLS absent means
+ * no STARTTLS, absent limits keep the server's defaults.
+ */
+export type NbdFrontendConfig = Omit<NbdServerSettings, "logger">;
 
 export interface StorageDriverConfig {
   /** vPool name: [a-z0-9][a-z0-9-]{0,30}. */
