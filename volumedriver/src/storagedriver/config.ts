@@ -115,8 +115,13 @@ function parseAddress(value: unknown, where: string): ManagementApiAddress {
   }
   const raw = value as Record<string, unknown>;
   checkOnlyKeys(raw, ["host", "port"], where);
-  const host = raw.host ?? MANAGEMENT_API_HOST_DEFAULT;
-  const port = raw.port ?? MANAGEMENT_API_PORT_DEFAULT;
+  return parseListenAddress(raw, MANAGEMENT_API_HOST_DEFAULT, MANAGEMENT_API_PORT_DEFAULT, where);
+}
+
+/** host and port of a listening socket, with defaults; errors name the field and say what to write. */
+function parseListenAddress(raw: Record<string, unknown>, hostDefault: string, portDefault: number, where: string): { host: string; port: number } {
+  const host = raw.host ?? hostDefault;
+  const port = raw.port ?? portDefault;
   if (typeof host !== "string" || host.length === 0) {
     throw new Error(`${where}.host must be an address to listen on, e.g. "127.0.0.1"`);
   }
@@ -135,15 +140,7 @@ function parseNbdFrontend(value: unknown, baseDirectory: string, where: string):
   }
   const raw = value as Record<string, unknown>;
   checkOnlyKeys(raw, ["host", "port", "tls", ...NBD_LIMIT_NAMES], where);
-  const host = raw.host ?? NBD_DEFAULT_HOST;
-  const port = raw.port ?? NBD_DEFAULT_PORT;
-  if (typeof host !== "string" || host.length === 0) {
-    throw new Error(`${where}.host must be an address to listen on, e.g. "127.0.0.1"`);
-  }
-  if (!isPort(port)) {
-    throw new Error(`${where}.port must be a TCP port 0-65535 (0: any free port)`);
-  }
-  const nbd: NbdFrontendConfig = { host, port };
+  const nbd: NbdFrontendConfig = parseListenAddress(raw, NBD_DEFAULT_HOST, NBD_DEFAULT_PORT, where);
   for (const name of NBD_LIMIT_NAMES) {
     const limit = raw[name];
     if (limit === undefined) {
