@@ -7,6 +7,7 @@
 //   (it happened, the caller cannot tell) — what makes retried conditional puts ambiguous;
 // - timeout: waits timeoutMs, then fails; the request never reaches the store below.
 // An outage (startOutage) fails every call, of any operation, until it ends. close never faults.
+// putFile is faulted as a put: it stores an object as put does.
 import { setTimeout as sleepMs } from "node:timers/promises";
 import { StoreError } from "./object-store.ts";
 import type { ListOptions, ListPage, NamespaceName, ObjectInfo, ObjectRange, ObjectStore, PutOptions, StoreErrorKind } from "./object-store.ts";
@@ -123,6 +124,11 @@ export class FailingObjectStore implements ObjectStore {
 
   async put(namespace: NamespaceName, key: string, data: Uint8Array, options?: PutOptions): Promise<ObjectInfo> {
     return this.call("put", `${namespace}/${key}`, () => this.inner.put(namespace, key, data, options));
+  }
+
+  /** Faulted as a put (the operation "put" in `operations` covers it). */
+  async putFile(namespace: NamespaceName, key: string, filePath: string, options?: PutOptions): Promise<ObjectInfo> {
+    return this.call("put", `${namespace}/${key}`, () => this.inner.putFile(namespace, key, filePath, options));
   }
 
   async get(namespace: NamespaceName, key: string, range?: ObjectRange): Promise<Buffer> {

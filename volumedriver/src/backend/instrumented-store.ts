@@ -1,8 +1,10 @@
 // The cost meter: counts what goes through to the store below, per operation and per namespace
-// (requests, errors by kind, bytes in and out, latency sum, max and histogram). snapshot() is
-// plain JSON for the API and, later, the Prometheus exporter. Counting is a few additions per
-// request; the tables are bounded by the operation names and the valid namespace names seen.
+// (requests, errors by kind, bytes in and out, latency sum, max and histogram). putFile counts as
+// put, its file's size as the bytes in. snapshot() is plain JSON for the API and, later, the
+// Prometheus exporter. Counting is a few additions per request; the tables are bounded by the
+// operation names and the valid namespace names seen.
 import { isStoreError, NAMESPACE_NAME_PATTERN } from "./object-store.ts";
+import { sourceFileSizeBytes } from "./source-file.ts";
 import type {
   ListOptions,
   ListPage,
@@ -14,8 +16,11 @@ import type {
   StoreErrorKind,
 } from "./object-store.ts";
 
-/** The ObjectStore calls that reach a backend (close does not). */
-export type ObjectStoreOperation = Exclude<keyof ObjectStore, "description" | "close">;
+/**
+ * The ObjectStore calls that reach a backend (close does not), as they are counted and faulted.
+ * putFile counts as put: it stores an object as put does, and callers compare it with puts.
+ */
+export type ObjectStoreOperation = Exclude<keyof ObjectStore, "description" | "close" | "putFile">;
 
 /** Upper bounds (inclusive) of the latency histogram buckets; one more bucket counts the slower requests. */
 export const LATENCY_BUCKET_UPPER_BOUNDS_MS: readonly number[] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000];
@@ -96,6 +101,12 @@ export class InstrumentedObjectStore implements ObjectStore {
 
   async put(namespace: NamespaceName, key: string, data: Uint8Array, options?: PutOptions): Promise<ObjectInfo> {
     return this.measure("put", namespace, data.length, () => this.inner.put(namespace, key, data, options));
+  }
+
+  /** Counted as a put of the file's size (stat before the call; 0 if the file cannot be read). */
+  async putFile(namespace: NamespaceName, key: string, filePath: string, options?: PutOptions): Promise<ObjectInfo> {
+    const sizeBytes = await sourceFileSizeBytes(filePath);
+    return this.measure("put", namespace, sizeBytes, () => this.inner.putFile(namespace, key, filePath, options));
   }
 
   async get(namespace: NamespaceName, key: string, range?: ObjectRange): Promise<Buffer> {

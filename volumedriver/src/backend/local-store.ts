@@ -1,61 +1,71 @@
 // An ObjectStore in a local directory: the embedded default backend. A directory per namespace,
-// a file per object (names: local-file-names.ts; bytes: local-object-file.ts; the whole layout:
-// volumedriver/docs/backends.md "Local store").
+// a file per object, or two for an object stored by putFile (names: local-file-names.ts; bytes:
+// local-object-file.ts; reads: local-object-reader.ts; the whole layout: volumedriver/docs/backends.md
+// "Local store").
 //
 // Invariants:
-// - A put writes a temp file in the namespace directory, fsyncs it, renames it over the final
-//   name (or links it, for ifAbsent: link fails with EEXIST, so that check is atomic across
-//   processes too), then fsyncs the directory (concurrent puts share that fsync). Readers see
-//   the old file or the new one, whole; a put resolves once its object is durable.
+// - A put writes an object file (version 1: data inline) under a temp name in the namespace
+//   directory, fdatasyncs it, renames it over the final name (or links it, for ifAbsent: link fails
+//   with EEXIST, so that check is atomic across processes too), then fsyncs the directory
+//   (concurrent puts share that fsync). Readers see the old file or the new one, whole; a put
+//   resolves once its object is durable.
+// - A putFile adopts the caller's file: it hard-links it into the namespace directory as a data
+//   file, checksums it by reading it and fdatasyncs it, writes a meta file (version 2: header and
+//   checksum table, naming the data file) under a temp name, fsyncs the directory (so the data
+//   file's name is durable before any meta file names it), then publishes the meta file exactly
+//   as put publishes its file. If the link fails (another file system, a link limit), it copies.
+// - A data file is removed only after the meta file that named it is durably gone or replaced, so
+//   a crash never leaves a meta file naming a missing data file; it may leave a data file that no
+//   meta file names, which opening a store removes (once its writer is gone).
 // - Puts and deletes of one key are serialized inside this instance (per-key locks), which makes
 //   ifMatch atomic within the process. Across processes only ifAbsent is atomic.
-// - Temp files are never listed or read; opening a store removes those whose writer is gone.
+// - Temp and data files are never listed; opening a store removes temp files whose writer is gone.
 // - Every read is checked: the header against its CRC, each block read against its CRC.
 import { randomBytes } from "node:crypto";
-import { link, mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
+import { link, lstat, mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import path from "node:path";
-import { NAMESPACE_NAME_PATTERN, StoreError, validateKey, validateNamespace } from "./object-store.ts";
+import { isStoreError, NAMESPACE_NAME_PATTERN, StoreError, validateKey, validateNamespace } from "./object-store.ts";
 import type { ListOptions, ListPage, NamespaceName, ObjectInfo, ObjectRange, ObjectStore, PutOptions } from "./object-store.ts";
 import { compareKeys, resolveListLimitKeys } from "./list-paging.ts";
-import { resolveRange, validateRange } from "./object-range.ts";
-import { classifyFileName, fileNameOfKey, TEMP_FILE_PREFIX } from "./local-file-names.ts";
-import {
-  decodeObjectFileHeader,
-  encodeObjectFilePrefix,
-  OBJECT_FILE_HEADER_SIZE_BYTES_MAX,
-  verifyObjectFileBlocks,
-} from "./local-object-file.ts";
+import { validateRange } from "./object-range.ts";
+import { classifyFileName, dataFileNameOf, fileNameOfKey, TEMP_FILE_PREFIX } from "./local-file-names.ts";
+import type { FileWriter } from "./local-file-names.ts";
+import { blockCountOf, encodeMetaFile, encodeObjectFilePrefix, OBJECT_FILE_BLOCK_SIZE_BYTES, writeBlockChecksums } from "./local-object-file.ts";
 import type { ObjectFileHeader } from "./local-object-file.ts";
+import { readHeaderOfFile, readObjectRange } from "./local-object-reader.ts";
+import type { ObjectLocation, ObjectRangeRead } from "./local-object-reader.ts";
+import { DirectorySyncs, fsyncDirectory, KeyedMutex, mapBounded } from "./local-store-concurrency.ts";
+import { readSourceFile } from "./source-file.ts";
 
-/** Header reads one list call keeps in flight (each is open + read + close on the libuv pool). */
+/** Header reads one list call (or one namespace sweep at open) keeps in flight (each is open + read + close on the libuv pool). */
 const LIST_HEADER_READS_IN_FLIGHT_MAX = 16;
 /** A deleted namespace directory is renamed to this prefix (never a namespace name) before removal. */
 const DELETING_DIRECTORY_PREFIX = "~deleting-";
 const TEMP_FILE_NAME_PATTERN = /^~tmp-(\d+)-([0-9a-f]+)-\d+$/;
+/** putFile reads the file it adopts in chunks of this size to checksum it (a multiple of the block size). */
+const DATA_FILE_READ_CHUNK_SIZE_BYTES = 1024 * 1024;
+/**
+ * Attempts of one get whose meta file is replaced between reading it and opening the data file it
+ * names (the replacing put removes that data file). Each attempt that loses this race saw a new
+ * object, so running out means the key is being overwritten without pause: Transient.
+ */
+const OBJECT_READ_ATTEMPTS_MAX = 4;
 
-/** Ids of the stores open in this process: their temp files belong to puts that may be in flight. */
+/** Ids of the stores open in this process: their temp and data files belong to puts that may be in flight. */
 const liveInstanceIds = new Set<string>();
-
-interface ObjectLocation {
-  namespace: NamespaceName;
-  key: string;
-  directory: string;
-  filePath: string;
-  /** "namespace/key", for messages. */
-  description: string;
-}
 
 export class LocalObjectStore implements ObjectStore {
   readonly description: string;
   readonly rootDirectory: string;
   private readonly instanceId = randomBytes(6).toString("hex");
-  /** Creating the root and removing abandoned temp files; every call waits for it. */
+  /** Creating the root and removing abandoned temp and data files; every call waits for it. */
   private readonly ready: Promise<void>;
   private readonly keyLocks = new KeyedMutex();
   private readonly directorySyncs = new DirectorySyncs();
   private readonly inFlight = new Set<Promise<unknown>>();
-  private tempFileCount = 0;
+  /** Numbers the temp and data files of this instance. */
+  private fileCount = 0;
   private closing: Promise<void> | undefined;
 
   /** Opens (creating if needed) a store in `rootDirectory` and waits until it is ready. */
@@ -126,25 +136,21 @@ export class LocalObjectStore implements ObjectStore {
     return this.run(`put ${namespace}/${key}`, async () => {
       const location = this.locate(namespace, key);
       return this.keyLocks.run(location.filePath, async () => {
-        if (options?.ifMatch !== undefined) await this.checkEtag(location, options.ifMatch);
-        const { tempPath, etag } = await this.writeTempFile(location, data);
-        let tempFileMoved = false;
-        try {
-          if (options?.ifAbsent === true) {
-            await linkIfAbsent(tempPath, location);
-          } else {
-            await rename(tempPath, location.filePath);
-            tempFileMoved = true;
-          }
-        } catch (error) {
-          // ENOENT here: the temp file went away with its namespace directory (deleted meanwhile).
-          if (errnoCode(error) === "ENOENT") throw namespaceNotFound(namespace);
-          throw error;
-        } finally {
-          if (!tempFileMoved) await unlink(tempPath).catch(() => undefined);
-        }
-        await this.directorySyncs.sync(location.directory);
-        return { key, sizeBytes: data.length, etag };
+        const replaced = await this.checkPrecondition(location, options);
+        return this.putInline(location, data, options, replaced);
+      });
+    });
+  }
+
+  /** Adopts the file by hard link (no copy of its bytes); copies it when it cannot be linked. */
+  async putFile(namespace: NamespaceName, key: string, filePath: string, options?: PutOptions): Promise<ObjectInfo> {
+    return this.run(`put file ${namespace}/${key}`, async () => {
+      const location = this.locate(namespace, key);
+      return this.keyLocks.run(location.filePath, async () => {
+        const replaced = await this.checkPrecondition(location, options);
+        const dataPath = await this.linkDataFile(location, filePath);
+        if (dataPath === undefined) return this.putInline(location, await readSourceFile(filePath), options, replaced);
+        return this.putMeta(location, dataPath, options, replaced);
       });
     });
   }
@@ -153,13 +159,25 @@ export class LocalObjectStore implements ObjectStore {
     return this.run(`get ${namespace}/${key}`, async () => {
       const location = this.locate(namespace, key);
       validateRange(range);
-      const handle = await this.openObject(location);
-      if (handle === undefined) throw new StoreError("NotFound", `object ${location.description} does not exist`);
-      try {
-        return await readObjectRange(handle, location, range);
-      } finally {
-        await handle.close();
+      let missingDataFileName: string | undefined;
+      for (let attempt = 1; attempt <= OBJECT_READ_ATTEMPTS_MAX; attempt++) {
+        const handle = await this.openObject(location);
+        if (handle === undefined) throw new StoreError("NotFound", `object ${location.description} does not exist`);
+        let read: ObjectRangeRead;
+        try {
+          read = await readObjectRange(handle, location, range);
+        } finally {
+          await handle.close();
+        }
+        if ("data" in read) return read.data;
+        // The data file is gone: the object was replaced or deleted since its meta file was read
+        // (then the next attempt sees the new state), unless the meta file still names it.
+        if (read.missingDataFileName === missingDataFileName) {
+          throw new StoreError("Corrupt", `object file ${location.description}: its data file ${missingDataFileName} is missing`);
+        }
+        missingDataFileName = read.missingDataFileName;
       }
+      throw new StoreError("Transient", `get ${location.description}: replaced ${OBJECT_READ_ATTEMPTS_MAX} times while being read; retry`);
     });
   }
 
@@ -175,6 +193,7 @@ export class LocalObjectStore implements ObjectStore {
     return this.run(`delete ${namespace}/${key}`, async () => {
       const location = this.locate(namespace, key);
       await this.keyLocks.run(location.filePath, async () => {
+        const deleted = await readReplacedHeader(location);
         try {
           await unlink(location.filePath);
         } catch (error) {
@@ -183,6 +202,7 @@ export class LocalObjectStore implements ObjectStore {
           return;
         }
         await this.directorySyncs.sync(location.directory);
+        await removeReplacedDataFile(location, deleted);
       });
     });
   }
@@ -210,7 +230,7 @@ export class LocalObjectStore implements ObjectStore {
     });
   }
 
-  /** Waits for the calls in flight, so no temp file of this instance is left behind. Idempotent. */
+  /** Waits for the calls in flight, so no temp or unnamed data file of this instance is left behind. Idempotent. */
   async close(): Promise<void> {
     this.closing ??= (async () => {
       await Promise.allSettled([...this.inFlight]);
@@ -239,7 +259,8 @@ export class LocalObjectStore implements ObjectStore {
     validateNamespace(namespace);
     validateKey(key);
     const directory = this.namespaceDirectory(namespace);
-    return { namespace, key, directory, filePath: path.join(directory, fileNameOfKey(key)), description: `${namespace}/${key}` };
+    const fileName = fileNameOfKey(key);
+    return { namespace, key, directory, fileName, filePath: path.join(directory, fileName), description: `${namespace}/${key}` };
   }
 
   private async namespaceDirectoryExists(namespace: NamespaceName): Promise<boolean> {
@@ -272,18 +293,86 @@ export class LocalObjectStore implements ObjectStore {
     return header;
   }
 
-  private async checkEtag(location: ObjectLocation, expectedEtag: string): Promise<void> {
+  /**
+   * Checks ifMatch, and returns the header of the object the put is about to replace (undefined
+   * if none, or for ifAbsent, which replaces nothing), so its data file can be removed afterwards.
+   */
+  private async checkPrecondition(location: ObjectLocation, options: PutOptions | undefined): Promise<ObjectFileHeader | undefined> {
+    if (options?.ifAbsent === true) return undefined;
+    if (options?.ifMatch === undefined) return readReplacedHeader(location);
     const header = await this.readHeader(location);
-    if (header?.etag !== expectedEtag) {
-      throw new StoreError("PreconditionFailed", `put ${location.description} if etag ${expectedEtag}: the etag is ${header?.etag ?? "absent"}`);
+    if (header?.etag !== options.ifMatch) {
+      throw new StoreError("PreconditionFailed", `put ${location.description} if etag ${options.ifMatch}: the etag is ${header?.etag ?? "absent"}`);
+    }
+    return header;
+  }
+
+  /** Stores `data` in one object file (version 1) and publishes it. */
+  private async putInline(
+    location: ObjectLocation,
+    data: Uint8Array,
+    options: PutOptions | undefined,
+    replaced: ObjectFileHeader | undefined,
+  ): Promise<ObjectInfo> {
+    const { prefix, etag } = encodeObjectFilePrefix(location.key, data);
+    const tempPath = await this.writeTempFile(location, [prefix, data]);
+    await publish(location, tempPath, options);
+    await this.directorySyncs.sync(location.directory);
+    await removeReplacedDataFile(location, replaced);
+    return { key: location.key, sizeBytes: data.length, etag };
+  }
+
+  /** Stores the linked data file at `dataPath` under a meta file (version 2) and publishes that. */
+  private async putMeta(
+    location: ObjectLocation,
+    dataPath: string,
+    options: PutOptions | undefined,
+    replaced: ObjectFileHeader | undefined,
+  ): Promise<ObjectInfo> {
+    let published = false;
+    try {
+      const { table, sizeBytes } = await checksumAndSyncDataFile(dataPath);
+      const { file, etag } = encodeMetaFile(location.key, path.basename(dataPath), sizeBytes, table);
+      const tempPath = await this.writeTempFile(location, [file]);
+      // The data file's name must be durable before a meta file names it (the temp file's name
+      // rides along, harmlessly).
+      await this.directorySyncs.sync(location.directory);
+      await publish(location, tempPath, options);
+      published = true;
+      await this.directorySyncs.sync(location.directory);
+      await removeReplacedDataFile(location, replaced);
+      return { key: location.key, sizeBytes, etag };
+    } finally {
+      // Once published, the meta file names the data file: it stays even if the last fsync failed.
+      if (!published) await unlink(dataPath).catch(() => undefined);
     }
   }
 
-  /** Writes the object file under a temp name and fsyncs it; returns the temp path and the new etag. */
-  private async writeTempFile(location: ObjectLocation, data: Uint8Array): Promise<{ tempPath: string; etag: string }> {
-    this.tempFileCount += 1;
-    const tempPath = path.join(location.directory, `${TEMP_FILE_PREFIX}${process.pid}-${this.instanceId}-${this.tempFileCount}`);
-    const { prefix, etag } = encodeObjectFilePrefix(location.key, data);
+  /**
+   * Hard-links the regular file `filePath` into the namespace directory under a new data file
+   * name; returns that path, or undefined when the file cannot be adopted by a link (another file
+   * system, a link limit, permissions, not a regular file, missing): the caller copies it instead.
+   */
+  private async linkDataFile(location: ObjectLocation, filePath: string): Promise<string | undefined> {
+    const writer: FileWriter = { pid: process.pid, instanceId: this.instanceId };
+    this.fileCount += 1;
+    const dataPath = path.join(location.directory, dataFileNameOf(location.fileName, writer, this.fileCount));
+    try {
+      // lstat: link() does not follow a symbolic link, and adopting the link would not adopt the bytes.
+      if (!(await lstat(filePath)).isFile()) return undefined;
+      await link(filePath, dataPath);
+      return dataPath;
+    } catch (error) {
+      // The namespace directory may be what is missing: that is NotFound, not a reason to copy.
+      if (errnoCode(error) === "ENOENT") await this.checkNamespaceExists(location.namespace);
+      return undefined;
+    }
+  }
+
+  /** Writes `pieces` to a new temp file in the namespace directory and fdatasyncs it; returns its path. */
+  private async writeTempFile(location: ObjectLocation, pieces: Uint8Array[]): Promise<string> {
+    this.fileCount += 1;
+    const tempPath = path.join(location.directory, `${TEMP_FILE_PREFIX}${process.pid}-${this.instanceId}-${this.fileCount}`);
     let handle: FileHandle;
     try {
       handle = await open(tempPath, "wx", 0o644);
@@ -293,7 +382,7 @@ export class LocalObjectStore implements ObjectStore {
     }
     try {
       try {
-        await writeAll(handle, [prefix, data]);
+        await writeAll(handle, pieces);
         // fdatasync: the data and the size are what must survive; the name is made durable by the directory fsync.
         await handle.datasync();
       } finally {
@@ -303,10 +392,10 @@ export class LocalObjectStore implements ObjectStore {
       await unlink(tempPath).catch(() => undefined);
       throw error;
     }
-    return { tempPath, etag };
+    return tempPath;
   }
 
-  /** The (key, file name) of every object file in the namespace, in directory order. */
+  /** The (key, file name) of every object or meta file in the namespace, in directory order. */
   private async listFileKeys(namespace: NamespaceName): Promise<Array<{ key: string; fileName: string }>> {
     const directory = this.namespaceDirectory(namespace);
     let entries;
@@ -339,7 +428,7 @@ export class LocalObjectStore implements ObjectStore {
     return files;
   }
 
-  /** Creates the root, finishes interrupted namespace deletions and removes temp files of puts whose writer is gone. */
+  /** Creates the root, finishes interrupted namespace deletions and sweeps every namespace directory. */
   private async recover(): Promise<void> {
     await mkdir(this.rootDirectory, { recursive: true });
     for (const entry of await readdir(this.rootDirectory, { withFileTypes: true })) {
@@ -347,9 +436,7 @@ export class LocalObjectStore implements ObjectStore {
       if (entry.name.startsWith(DELETING_DIRECTORY_PREFIX)) {
         await rm(entryPath, { recursive: true, force: true });
       } else if (entry.isDirectory() && NAMESPACE_NAME_PATTERN.test(entry.name)) {
-        for (const name of await readdir(entryPath)) {
-          if (isAbandonedTempFile(name)) await unlink(path.join(entryPath, name)).catch(() => undefined);
-        }
+        await sweepNamespaceDirectory(entryPath);
       }
     }
   }
@@ -382,84 +469,81 @@ export class LocalObjectStore implements ObjectStore {
   }
 }
 
-/** Links the finished temp file to the final name; the link fails if that name exists, atomically. */
-async function linkIfAbsent(tempPath: string, location: ObjectLocation): Promise<void> {
+/**
+ * Moves the finished temp file to the object's name: rename over it, or (ifAbsent) link to it,
+ * which fails if that name exists, atomically. The temp name is gone afterwards either way.
+ */
+async function publish(location: ObjectLocation, tempPath: string, options: PutOptions | undefined): Promise<void> {
+  let tempFileMoved = false;
   try {
-    await link(tempPath, location.filePath);
+    if (options?.ifAbsent === true) {
+      await link(tempPath, location.filePath);
+    } else {
+      await rename(tempPath, location.filePath);
+      tempFileMoved = true;
+    }
   } catch (error) {
     if (errnoCode(error) === "EEXIST") throw new StoreError("PreconditionFailed", `put ${location.description} if absent: the key exists`);
+    // ENOENT here: the temp file went away with its namespace directory (deleted meanwhile).
+    if (errnoCode(error) === "ENOENT") throw namespaceNotFound(location.namespace);
     throw error;
+  } finally {
+    if (!tempFileMoved) await unlink(tempPath).catch(() => undefined);
   }
 }
 
-/** Reads the requested bytes, verifying the header and the checksum of every block they touch. */
-async function readObjectRange(handle: FileHandle, location: ObjectLocation, range: ObjectRange | undefined): Promise<Buffer> {
-  const fileStart = await readFileStart(handle);
-  const header = decodeHeaderOf(fileStart, location.description, location.key);
-  const { startBytes, endBytes } = resolveRange(range, header.dataSizeBytes);
-  if (startBytes === endBytes) return Buffer.alloc(0);
-  const blockSizeBytes = header.blockSizeBytes;
-  const firstBlock = Math.floor(startBytes / blockSizeBytes);
-  const lastBlock = Math.floor((endBytes - 1) / blockSizeBytes);
-  const blocksStartBytes = firstBlock * blockSizeBytes;
-  const blocksEndBytes = Math.min(header.dataSizeBytes, (lastBlock + 1) * blockSizeBytes);
-  const tableOffsetBytes = header.tableOffsetBytes + 4 * firstBlock;
-  const table = await readRegion(handle, fileStart, tableOffsetBytes, 4 * (lastBlock - firstBlock + 1), location);
-  const blocks = await readRegion(handle, fileStart, header.dataOffsetBytes + blocksStartBytes, blocksEndBytes - blocksStartBytes, location);
-  verifyObjectFileBlocks(header, firstBlock, table, blocks, location.description);
-  const exact = startBytes === blocksStartBytes && endBytes === blocksEndBytes && blocks.buffer !== fileStart.buffer;
-  // A copy of just the range, so the caller holds no more memory than it asked for.
-  return exact ? blocks : Buffer.from(blocks.subarray(startBytes - blocksStartBytes, endBytes - blocksStartBytes));
-}
-
-/** The first bytes of an object file: enough for any header (all of a small file). */
-async function readFileStart(handle: FileHandle): Promise<Buffer> {
-  const buffer = Buffer.alloc(OBJECT_FILE_HEADER_SIZE_BYTES_MAX);
-  const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
-  return buffer.subarray(0, bytesRead);
-}
-
-/** `lengthBytes` bytes at `positionBytes`, from the already read file start when they lie in it. */
-async function readRegion(
-  handle: FileHandle,
-  fileStart: Buffer,
-  positionBytes: number,
-  lengthBytes: number,
-  location: ObjectLocation,
-): Promise<Buffer> {
-  if (positionBytes + lengthBytes <= fileStart.length) return fileStart.subarray(positionBytes, positionBytes + lengthBytes);
-  const buffer = Buffer.allocUnsafe(lengthBytes);
-  let filledBytes = 0;
-  while (filledBytes < lengthBytes) {
-    const { bytesRead } = await handle.read(buffer, filledBytes, lengthBytes - filledBytes, positionBytes + filledBytes);
-    if (bytesRead === 0) throw new StoreError("Corrupt", `object file ${location.description}: truncated (ends before byte ${positionBytes + lengthBytes})`);
-    filledBytes += bytesRead;
-  }
-  return buffer;
-}
-
-/** The verified header of the object file at `filePath`, or undefined if there is none. */
-async function readHeaderOfFile(filePath: string, fileDescription: string, expectedKey: string | undefined): Promise<ObjectFileHeader | undefined> {
-  let handle: FileHandle;
+/**
+ * The header of the object a put or delete is about to replace or remove, if it is readable. A
+ * damaged one reads as absent: it does not stop the put or delete, and its data file (if any) is
+ * then left for the sweep at open.
+ */
+async function readReplacedHeader(location: ObjectLocation): Promise<ObjectFileHeader | undefined> {
   try {
-    handle = await open(filePath, "r");
+    return await readHeaderOfFile(location.filePath, location.description, location.key);
   } catch (error) {
-    if (errnoCode(error) === "ENOENT") return undefined;
+    if (isStoreError(error, "Corrupt")) return undefined;
     throw error;
   }
+}
+
+/**
+ * Removes the data file of a replaced or deleted object, once the change is durable. A failure
+ * leaves an orphan for the sweep at open, not a failed put: the new state is already durable.
+ */
+async function removeReplacedDataFile(location: ObjectLocation, replaced: ObjectFileHeader | undefined): Promise<void> {
+  if (replaced?.dataFileName === undefined) return;
+  await unlink(path.join(location.directory, replaced.dataFileName)).catch(() => undefined);
+}
+
+/**
+ * Reads the adopted data file once (from the page cache, as a rule: the caller just wrote it) to
+ * build its checksum table, then fdatasyncs it (cheap when the caller already synced it).
+ */
+async function checksumAndSyncDataFile(dataPath: string): Promise<{ table: Buffer; sizeBytes: number }> {
+  const handle = await open(dataPath, "r");
   try {
-    return decodeHeaderOf(await readFileStart(handle), fileDescription, expectedKey);
+    const sizeBytes = (await handle.stat()).size;
+    const table = Buffer.alloc(4 * blockCountOf(sizeBytes));
+    const chunk = Buffer.allocUnsafe(Math.min(sizeBytes, DATA_FILE_READ_CHUNK_SIZE_BYTES));
+    for (let positionBytes = 0; positionBytes < sizeBytes; positionBytes += chunk.length) {
+      const lengthBytes = Math.min(chunk.length, sizeBytes - positionBytes);
+      await readExactly(handle, chunk, lengthBytes, positionBytes, dataPath);
+      writeBlockChecksums(table, positionBytes / OBJECT_FILE_BLOCK_SIZE_BYTES, chunk.subarray(0, lengthBytes));
+    }
+    await handle.datasync();
+    return { table, sizeBytes };
   } finally {
     await handle.close();
   }
 }
 
-function decodeHeaderOf(fileStart: Buffer, fileDescription: string, expectedKey: string | undefined): ObjectFileHeader {
-  const header = decodeObjectFileHeader(fileStart, fileDescription);
-  if (expectedKey !== undefined && header.key !== expectedKey) {
-    throw new StoreError("Corrupt", `object file ${fileDescription}: holds key ${JSON.stringify(header.key)}`);
+/** Fills `buffer[0, lengthBytes)` from `positionBytes`; a file that ends first broke putFile's promise not to change. */
+async function readExactly(handle: FileHandle, buffer: Buffer, lengthBytes: number, positionBytes: number, filePath: string): Promise<void> {
+  for (let filledBytes = 0; filledBytes < lengthBytes; ) {
+    const { bytesRead } = await handle.read(buffer, filledBytes, lengthBytes - filledBytes, positionBytes + filledBytes);
+    if (bytesRead === 0) throw new StoreError("Invalid", `putFile: ${filePath} shrank while being stored (the file must not change)`);
+    filledBytes += bytesRead;
   }
-  return header;
 }
 
 /** Writes all `pieces` from offset 0. A regular file takes a whole writev unless the disk fills up; finish a short one piece by piece. */
@@ -477,23 +561,41 @@ async function writeAll(handle: FileHandle, pieces: Uint8Array[]): Promise<void>
   }
 }
 
-async function fsyncDirectory(directory: string): Promise<void> {
-  const handle = await open(directory, "r");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
+/**
+ * Removes the temp files and the orphaned data files (named by no meta file) of writers that are
+ * gone. Each candidate data file costs one header read of the meta file its name points to; a
+ * meta file that fails its checks keeps its data file (it may be needed to repair the object).
+ */
+async function sweepNamespaceDirectory(directory: string): Promise<void> {
+  const dataFiles: Array<{ name: string; metaFileName: string }> = [];
+  for (const name of await readdir(directory)) {
+    const kind = classifyFileName(name);
+    if (kind.kind === "temp" && isAbandonedTempFile(name)) await unlink(path.join(directory, name)).catch(() => undefined);
+    if (kind.kind === "data" && isWriterGone(kind.writer)) dataFiles.push({ name, metaFileName: kind.metaFileName });
   }
+  await mapBounded(dataFiles, LIST_HEADER_READS_IN_FLIGHT_MAX, async ({ name, metaFileName }) => {
+    const metaPath = path.join(directory, metaFileName);
+    let header: ObjectFileHeader | undefined;
+    try {
+      header = await readHeaderOfFile(metaPath, `${path.basename(directory)}/${metaFileName}`, undefined);
+    } catch (error) {
+      if (isStoreError(error, "Corrupt")) return;
+      throw error;
+    }
+    if (header?.dataFileName !== name) await unlink(path.join(directory, name)).catch(() => undefined);
+  });
 }
 
-/** A temp file is abandoned when the process that wrote it is gone, or it is this process but no open store of it. */
 function isAbandonedTempFile(name: string): boolean {
   const match = TEMP_FILE_NAME_PATTERN.exec(name);
-  if (match === null) return false;
-  const pid = Number(match[1]);
-  if (pid === process.pid) return !liveInstanceIds.has(match[2]);
+  return match !== null && isWriterGone({ pid: Number(match[1]), instanceId: match[2] });
+}
+
+/** A writer is gone when its process no longer runs, or it is this process but no open store of it. */
+function isWriterGone(writer: FileWriter): boolean {
+  if (writer.pid === process.pid) return !liveInstanceIds.has(writer.instanceId);
   try {
-    process.kill(pid, 0);
+    process.kill(writer.pid, 0);
     return false;
   } catch (error) {
     // EPERM: the process exists but belongs to someone else.
@@ -507,73 +609,4 @@ function errnoCode(error: unknown): string | undefined {
 
 function namespaceNotFound(namespace: NamespaceName): StoreError {
   return new StoreError("NotFound", `namespace ${namespace} does not exist`);
-}
-
-/**
- * Group commit for directory fsyncs (STYLE.md habit 7): a request is answered by the first fsync
- * of that directory that starts after it, so concurrent puts into one namespace share fsyncs. At
- * most one fsync per directory runs, and at most one more is queued behind it.
- */
-class DirectorySyncs {
-  private readonly states = new Map<string, { running: Promise<void>; queued: Promise<void> | undefined }>();
-
-  sync(directory: string): Promise<void> {
-    const state = this.states.get(directory);
-    if (state === undefined) return this.start(directory);
-    state.queued ??= state.running.then(ignore, ignore).then(() => this.start(directory));
-    return state.queued;
-  }
-
-  private start(directory: string): Promise<void> {
-    const running: Promise<void> = fsyncDirectory(directory).finally(() => {
-      const state = this.states.get(directory);
-      if (state?.running === running && state.queued === undefined) this.states.delete(directory);
-    });
-    const state = this.states.get(directory);
-    if (state === undefined) {
-      this.states.set(directory, { running, queued: undefined });
-    } else {
-      state.running = running;
-      state.queued = undefined;
-    }
-    return running;
-  }
-}
-
-function ignore(): void {}
-
-/** Runs at most `inFlightMax` mappings at once; results in input order. */
-async function mapBounded<T, R>(items: readonly T[], inFlightMax: number, mapper: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let nextIndex = 0;
-  const worker = async (): Promise<void> => {
-    while (nextIndex < items.length) {
-      const index = nextIndex++;
-      results[index] = await mapper(items[index]);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(inFlightMax, items.length) }, worker));
-  return results;
-}
-
-/** Serializes async critical sections per key. The map holds only keys with a section running or queued. */
-class KeyedMutex {
-  private readonly tails = new Map<string, Promise<void>>();
-
-  async run<T>(key: string, critical: () => Promise<T>): Promise<T> {
-    const previous = this.tails.get(key);
-    let release: () => void = () => undefined;
-    const done = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    const tail = previous === undefined ? done : previous.then(() => done);
-    this.tails.set(key, tail);
-    if (previous !== undefined) await previous;
-    try {
-      return await critical();
-    } finally {
-      release();
-      if (this.tails.get(key) === tail) this.tails.delete(key);
-    }
-  }
 }

@@ -7,6 +7,7 @@ import { StoreError, validateKey, validateNamespace } from "./object-store.ts";
 import type { ListOptions, ListPage, NamespaceName, ObjectInfo, ObjectRange, ObjectStore, PutOptions } from "./object-store.ts";
 import { compareKeys, resolveListLimitKeys, selectPage } from "./list-paging.ts";
 import { resolveRange, validateRange } from "./object-range.ts";
+import { readSourceFile } from "./source-file.ts";
 
 interface StoredObject {
   data: Buffer;
@@ -50,19 +51,13 @@ export class MemoryObjectStore implements ObjectStore {
   }
 
   async put(namespace: NamespaceName, key: string, data: Uint8Array, options?: PutOptions): Promise<ObjectInfo> {
-    const objects = this.objectsOf(namespace, key);
-    const current = objects.objects.get(key);
-    if (options?.ifAbsent === true && current !== undefined) {
-      throw new StoreError("PreconditionFailed", `put ${namespace}/${key} if absent: the key exists`);
-    }
-    if (options?.ifMatch !== undefined && current?.etag !== options.ifMatch) {
-      throw new StoreError("PreconditionFailed", `put ${namespace}/${key} if etag ${options.ifMatch}: the etag is ${current?.etag ?? "absent"}`);
-    }
-    this.putCount += 1;
-    const stored: StoredObject = { data: Buffer.from(data), etag: `v${this.putCount}` };
-    objects.objects.set(key, stored);
-    if (current === undefined) objects.sortedKeys = undefined;
-    return { key, sizeBytes: stored.data.length, etag: stored.etag };
+    return this.store(namespace, key, Buffer.from(data), options);
+  }
+
+  /** Copies the file's bytes, so later changes to the file (against the contract) do not show. */
+  async putFile(namespace: NamespaceName, key: string, filePath: string, options?: PutOptions): Promise<ObjectInfo> {
+    this.objectsOf(namespace, key);
+    return this.store(namespace, key, await readSourceFile(filePath), options);
   }
 
   async get(namespace: NamespaceName, key: string, range?: ObjectRange): Promise<Buffer> {
@@ -101,6 +96,23 @@ export class MemoryObjectStore implements ObjectStore {
   /** Idempotent; every other call after it fails with Closed. */
   async close(): Promise<void> {
     this.closed = true;
+  }
+
+  /** Stores `data`, which the store owns from now on. */
+  private store(namespace: NamespaceName, key: string, data: Buffer, options: PutOptions | undefined): ObjectInfo {
+    const objects = this.objectsOf(namespace, key);
+    const current = objects.objects.get(key);
+    if (options?.ifAbsent === true && current !== undefined) {
+      throw new StoreError("PreconditionFailed", `put ${namespace}/${key} if absent: the key exists`);
+    }
+    if (options?.ifMatch !== undefined && current?.etag !== options.ifMatch) {
+      throw new StoreError("PreconditionFailed", `put ${namespace}/${key} if etag ${options.ifMatch}: the etag is ${current?.etag ?? "absent"}`);
+    }
+    this.putCount += 1;
+    const stored: StoredObject = { data, etag: `v${this.putCount}` };
+    objects.objects.set(key, stored);
+    if (current === undefined) objects.sortedKeys = undefined;
+    return { key, sizeBytes: stored.data.length, etag: stored.etag };
   }
 
   private checkOpen(): void {

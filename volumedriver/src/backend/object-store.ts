@@ -3,8 +3,8 @@
 // objects are immutable byte strings with an opaque etag.
 //
 // Invariants every implementation keeps (the contract suite in tests/unit/volumedriver/backend checks them):
-// - put is atomic: a concurrent or later get sees the whole old object or the whole new one.
-// - put with ifAbsent fails with PreconditionFailed when the key exists; with ifMatch when the etag differs.
+// - put and putFile are atomic: a concurrent or later get sees the whole old object or the whole new one.
+// - put (putFile too) with ifAbsent fails with PreconditionFailed when the key exists; with ifMatch when the etag differs.
 // - get of a missing key fails with NotFound; a range past the end fails with Invalid; a range that
 //   ends past the end is clamped (like HTTP Range).
 // - list returns keys in ascending byte order, paged by `startAfter` and `limitKeys`.
@@ -54,6 +54,13 @@ export interface ObjectStore {
   listNamespaces(): Promise<NamespaceName[]>;
   namespaceExists(namespace: NamespaceName): Promise<boolean>;
   put(namespace: NamespaceName, key: string, data: Uint8Array, options?: PutOptions): Promise<ObjectInfo>;
+  /**
+   * Stores the current content of the file at `filePath` as the object, with put's semantics.
+   * The caller promises the file is never modified afterwards (it may unlink it). A store may adopt
+   * the file's bytes by hard link instead of copying them (the local store does). A file that
+   * cannot be read because it does not exist is Invalid.
+   */
+  putFile(namespace: NamespaceName, key: string, filePath: string, options?: PutOptions): Promise<ObjectInfo>;
   /** Whole object, or the byte range given. */
   get(namespace: NamespaceName, key: string, range?: ObjectRange): Promise<Buffer>;
   /** Object metadata, or undefined if absent. */

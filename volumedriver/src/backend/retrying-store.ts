@@ -2,11 +2,11 @@
 // every other error passes straight through. Every ObjectStore call is safe to repeat (puts
 // replace whole objects, deletes are idempotent), with two exceptions:
 //
-// - A conditional put (ifAbsent / ifMatch) whose earlier attempt failed Transient may have landed
-//   anyway (the reply was lost), and then its retry fails PreconditionFailed against itself. So
-//   after such an ambiguous attempt, PreconditionFailed is checked: if the object now holds
-//   exactly the bytes being put (head, get, head again with the same etag), the put landed and
-//   succeeds with that object's info. Otherwise PreconditionFailed passes through. Consequence:
+// - A conditional put or putFile (ifAbsent / ifMatch) whose earlier attempt failed Transient may
+//   have landed anyway (the reply was lost), and then its retry fails PreconditionFailed against
+//   itself. So after such an ambiguous attempt, PreconditionFailed is checked: if the object now
+//   holds exactly the bytes being put (head, get, head again with the same etag; putFile reads its
+//   file to compare), the put landed and succeeds with that object's info. Otherwise PreconditionFailed passes through. Consequence:
 //   a writer that lost the race to identical bytes also "wins"; objects used for mutual exclusion
 //   must therefore name their writer in their bytes (an owner id, an epoch).
 // - deleteNamespace whose earlier attempt failed Transient may have deleted the namespace, and
@@ -15,6 +15,7 @@
 import { setTimeout as sleepMs } from "node:timers/promises";
 import { isStoreError, StoreError } from "./object-store.ts";
 import type { ListOptions, ListPage, NamespaceName, ObjectInfo, ObjectRange, ObjectStore, PutOptions } from "./object-store.ts";
+import { readSourceFile } from "./source-file.ts";
 
 export interface RetryingObjectStoreOptions {
   /** Attempts per call, the first included. Default 5. */
@@ -84,18 +85,12 @@ export class RetryingObjectStore implements ObjectStore {
   }
 
   async put(namespace: NamespaceName, key: string, data: Uint8Array, options?: PutOptions): Promise<ObjectInfo> {
-    const conditional = options?.ifAbsent === true || options?.ifMatch !== undefined;
-    return this.retry(async (ambiguous) => {
-      try {
-        return await this.inner.put(namespace, key, data, options);
-      } catch (error) {
-        if (ambiguous && conditional && isStoreError(error, "PreconditionFailed")) {
-          const landed = await this.findLandedPut(namespace, key, data);
-          if (landed !== undefined) return landed;
-        }
-        throw error;
-      }
-    });
+    return this.retryPut(namespace, key, options, () => this.inner.put(namespace, key, data, options), async () => data);
+  }
+
+  /** Retried like put; the check after an ambiguous conditional attempt reads the file to compare. */
+  async putFile(namespace: NamespaceName, key: string, filePath: string, options?: PutOptions): Promise<ObjectInfo> {
+    return this.retryPut(namespace, key, options, () => this.inner.putFile(namespace, key, filePath, options), () => readSourceFile(filePath));
   }
 
   async get(namespace: NamespaceName, key: string, range?: ObjectRange): Promise<Buffer> {
@@ -121,6 +116,31 @@ export class RetryingObjectStore implements ObjectStore {
       await this.inner.close();
     })();
     return this.closing;
+  }
+
+  /**
+   * Retries one put (`attempt`). A conditional put that fails PreconditionFailed after an
+   * ambiguous attempt succeeds if the object now holds exactly the bytes `expectedData` yields.
+   */
+  private async retryPut(
+    namespace: NamespaceName,
+    key: string,
+    options: PutOptions | undefined,
+    attempt: () => Promise<ObjectInfo>,
+    expectedData: () => Promise<Uint8Array>,
+  ): Promise<ObjectInfo> {
+    const conditional = options?.ifAbsent === true || options?.ifMatch !== undefined;
+    return this.retry(async (ambiguous) => {
+      try {
+        return await attempt();
+      } catch (error) {
+        if (ambiguous && conditional && isStoreError(error, "PreconditionFailed")) {
+          const landed = await this.findLandedPut(namespace, key, await expectedData());
+          if (landed !== undefined) return landed;
+        }
+        throw error;
+      }
+    });
   }
 
   /** Runs `attempt` until it succeeds, fails with anything but Transient, or attemptsMax is reached (then: the last error). */

@@ -1,6 +1,9 @@
 // The failing store injects seeded, reproducible faults (errors, lost replies, timeouts,
 // outages, planned failures) and otherwise keeps the contract.
 import assert from "node:assert/strict";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
 import { FailingObjectStore } from "../../../../volumedriver/src/backend/failing-store.ts";
 import type { FailingObjectStoreOptions } from "../../../../volumedriver/src/backend/failing-store.ts";
 import { MemoryObjectStore } from "../../../../volumedriver/src/backend/memory-store.ts";
@@ -103,6 +106,24 @@ describe("FailingObjectStore", function () {
     await expectStoreError(store.put("ns", "k", Buffer.from("x")), "NotFound");
     await assert.rejects(store.put("ns", "k", Buffer.from("x")), (error: unknown) => isStoreError(error, "Transient") && /injected fault/.test(error.message));
     assert.equal(await store.head("ns", "k"), undefined);
+  });
+
+  it("failing_put_file_faulted_as_put", async function () {
+    // Goal: putFile is faulted as a put: the operation "put" selects it, and a lost reply still stores the file.
+    const sourceDirectory = await mkdtemp(path.join(os.tmpdir(), "ovs-failing-"));
+    try {
+      const memory = new MemoryObjectStore();
+      await memory.createNamespace("ns");
+      const store = new FailingObjectStore(memory, { seed: 3, operations: ["put"] });
+      const source = path.join(sourceDirectory, "sco");
+      await writeFile(source, "x");
+      store.failNext(1, "Transient", "after");
+      await assert.rejects(store.putFile("ns", "k", source), (error: unknown) => isStoreError(error, "Transient") && /: put ns\/k$/.test(error.message));
+      assert.deepEqual(await memory.get("ns", "k"), Buffer.from("x"));
+      assert.equal(store.faultsInjected, 1);
+    } finally {
+      await rm(sourceDirectory, { recursive: true, force: true });
+    }
   });
 
   it("failing_settings_checked", async function () {

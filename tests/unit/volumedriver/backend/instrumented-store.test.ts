@@ -1,6 +1,9 @@
 // The instrumented store keeps the contract and counts requests, errors, bytes and latency per
 // operation and per namespace, as plain JSON.
 import assert from "node:assert/strict";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
 import { InstrumentedObjectStore, LATENCY_BUCKET_UPPER_BOUNDS_MS } from "../../../../volumedriver/src/backend/instrumented-store.ts";
 import { MemoryObjectStore } from "../../../../volumedriver/src/backend/memory-store.ts";
 import { expectStoreError, runObjectStoreContract } from "./object-store-contract.ts";
@@ -45,6 +48,27 @@ describe("InstrumentedObjectStore", function () {
     assert.equal(snapshot.namespaces.two.put?.bytesIn, 5);
     assert.equal(snapshot.namespaces.one.get?.requests, 3);
     assert.equal(snapshot.namespaces.two.get, undefined);
+  });
+
+  it("instrumented_put_file_counts_as_put", async function () {
+    // Goal: putFile counts as a put whose bytes in are the file's size, failures included.
+    const sourceDirectory = await mkdtemp(path.join(os.tmpdir(), "ovs-instrumented-"));
+    try {
+      const store = new InstrumentedObjectStore(new MemoryObjectStore());
+      await store.createNamespace("ns");
+      const source = path.join(sourceDirectory, "sco");
+      await writeFile(source, Buffer.alloc(1500));
+      await store.putFile("ns", "a", source);
+      await expectStoreError(store.putFile("ns", "a", source, { ifAbsent: true }), "PreconditionFailed");
+      await expectStoreError(store.putFile("ns", "b", path.join(sourceDirectory, "missing")), "Invalid");
+      const put = store.snapshot().namespaces.ns.put;
+      assert.equal(put?.requests, 3);
+      assert.equal(put?.bytesIn, 3000);
+      assert.deepEqual(put?.errors, { PreconditionFailed: 1, Invalid: 1 });
+      assert.equal(Object.keys(store.snapshot().operations).includes("putFile"), false);
+    } finally {
+      await rm(sourceDirectory, { recursive: true, force: true });
+    }
   });
 
   it("instrumented_latency_sum_max_histogram", async function () {

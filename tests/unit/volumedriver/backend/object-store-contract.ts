@@ -1,9 +1,13 @@
 // The ObjectStore contract as one mocha suite, run over every implementation and wrapper stack
 // (memory, local, retrying(failing(memory)), instrumented, failing). A store passes when it keeps
 // the invariants in volumedriver/src/backend/object-store.ts and volumedriver/docs/backends.md.
+// putFile needs real files: each test gets a temp directory for its source files.
 import assert from "node:assert/strict";
+import { mkdtemp, rm, unlink, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
 import { isStoreError } from "../../../../volumedriver/src/backend/object-store.ts";
-import type { ListOptions, ObjectStore, StoreErrorKind } from "../../../../volumedriver/src/backend/object-store.ts";
+import type { ListOptions, ObjectInfo, ObjectStore, StoreErrorKind } from "../../../../volumedriver/src/backend/object-store.ts";
 import { mulberry32 } from "../../../../volumedriver/src/backend/failing-store.ts";
 
 export interface StoreUnderTest {
@@ -61,15 +65,27 @@ export function runObjectStoreContract(name: string, makeStore: () => Promise<St
   describe(`ObjectStore contract: ${name}`, function () {
     let underTest: StoreUnderTest;
     let store: ObjectStore;
+    let sourceDirectory: string;
+    let sourceCount = 0;
+
+    /** A new source file for putFile holding `data`; its path. */
+    async function writeSource(data: Uint8Array): Promise<string> {
+      sourceCount += 1;
+      const filePath = path.join(sourceDirectory, `source-${sourceCount}`);
+      await writeFile(filePath, data);
+      return filePath;
+    }
 
     beforeEach(async function () {
       underTest = await makeStore();
       store = underTest.store;
+      sourceDirectory = await mkdtemp(path.join(os.tmpdir(), "ovs-contract-source-"));
     });
 
     afterEach(async function () {
       await store.close().catch(() => undefined);
       await underTest.cleanup();
+      await rm(sourceDirectory, { recursive: true, force: true });
     });
 
     describe("namespaces", function () {
@@ -116,6 +132,7 @@ export function runObjectStoreContract(name: string, makeStore: () => Promise<St
         await expectStoreError(store.head("missing", "k"), "NotFound");
         await expectStoreError(store.delete("missing", "k"), "NotFound");
         await expectStoreError(store.list("missing"), "NotFound");
+        await expectStoreError(store.putFile("missing", "k", await writeSource(Buffer.from("x"))), "NotFound");
       });
     });
 
@@ -259,6 +276,121 @@ export function runObjectStoreContract(name: string, makeStore: () => Promise<St
       });
     });
 
+    describe("putFile", function () {
+      beforeEach(async function () {
+        await store.createNamespace(NAMESPACE);
+      });
+
+      it("put_file_round_trip_sizes_and_ranges", async function () {
+        // Goal: files of 0 bytes to a few MiB come back byte for byte, whole and in ranges, with consistent info in put, head and list.
+        const sizesBytes = [0, 1, 4095, 4096, 4097, 100_000, 3 * MIB + 17];
+        const infos = new Map<string, ObjectInfo>();
+        for (const [index, sizeBytes] of sizesBytes.entries()) {
+          const data = seededBytes(sizeBytes, 100 + index);
+          const key = `file-${sizeBytes}`;
+          const info = await store.putFile(NAMESPACE, key, await writeSource(data));
+          assert.equal(info.key, key);
+          assert.equal(info.sizeBytes, sizeBytes);
+          assert.ok(info.etag.length > 0, "etag is empty");
+          infos.set(key, info);
+          assert.ok((await store.get(NAMESPACE, key)).equals(data), `${sizeBytes}-byte object differs`);
+          assert.deepEqual(await store.head(NAMESPACE, key), info);
+          const random = mulberry32(sizeBytes);
+          const ranges: Array<[number, number]> = [[0, sizeBytes], [sizeBytes, 3], [0, 0]];
+          for (let rangeIndex = 0; rangeIndex < 12 && sizeBytes > 0; rangeIndex++) {
+            ranges.push([Math.floor(random() * sizeBytes), Math.floor(random() * 9000)]);
+          }
+          if (sizeBytes > 8192) ranges.push([4095, 2], [4096, 4096], [sizeBytes - 1, 1]);
+          for (const [offsetBytes, lengthBytes] of ranges) {
+            const expected = data.subarray(offsetBytes, Math.min(sizeBytes, offsetBytes + lengthBytes));
+            const actual = await store.get(NAMESPACE, key, { offsetBytes, lengthBytes });
+            assert.ok(actual.equals(expected), `${sizeBytes}-byte object, range offset ${offsetBytes} length ${lengthBytes}`);
+          }
+        }
+        const listed = (await store.list(NAMESPACE)).objects;
+        assert.deepEqual(listed, sortByUtf8Bytes([...infos.keys()]).map((key) => infos.get(key)));
+      });
+
+      it("put_file_source_unlinked_still_readable", async function () {
+        // Goal: the object keeps its bytes after the caller unlinks the file, and after a new file takes its name.
+        const data = seededBytes(5 * 4096 + 3, 21);
+        const source = await writeSource(data);
+        const info = await store.putFile(NAMESPACE, "k", source);
+        await unlink(source);
+        assert.ok((await store.get(NAMESPACE, "k")).equals(data));
+        await writeFile(source, "another file under the same name");
+        assert.ok((await store.get(NAMESPACE, "k", { offsetBytes: 4096, lengthBytes: 5000 })).equals(data.subarray(4096, 9096)));
+        assert.deepEqual(await store.head(NAMESPACE, "k"), info);
+      });
+
+      it("put_file_overwrite_mixed_with_put", async function () {
+        // Goal: put, putFile and put again replace one another whole, each with a new etag; delete then removes the object.
+        const versions = [seededBytes(10_000, 31), seededBytes(20_000, 32), seededBytes(300, 33), seededBytes(4096, 34)];
+        const etags = new Set<string>();
+        for (const [index, data] of versions.entries()) {
+          const info = index % 2 === 0 ? await store.put(NAMESPACE, "k", data) : await store.putFile(NAMESPACE, "k", await writeSource(data));
+          etags.add(info.etag);
+          assert.equal(info.sizeBytes, data.length);
+          assert.ok((await store.get(NAMESPACE, "k")).equals(data), `version ${index}`);
+          assert.deepEqual(await store.head(NAMESPACE, "k"), info);
+          assert.deepEqual((await store.list(NAMESPACE)).objects, [info]);
+        }
+        assert.equal(etags.size, versions.length);
+        await store.delete(NAMESPACE, "k");
+        await store.delete(NAMESPACE, "k");
+        await expectStoreError(store.get(NAMESPACE, "k"), "NotFound");
+        assert.deepEqual((await store.list(NAMESPACE)).objects, []);
+      });
+
+      it("put_file_if_absent", async function () {
+        // Goal: ifAbsent putFile succeeds only while the key is absent (also against put), and of 10 racing ones exactly one wins.
+        await store.putFile(NAMESPACE, "k", await writeSource(Buffer.from("winner")), { ifAbsent: true });
+        await expectStoreError(store.putFile(NAMESPACE, "k", await writeSource(Buffer.from("loser")), { ifAbsent: true }), "PreconditionFailed");
+        await expectStoreError(store.put(NAMESPACE, "k", Buffer.from("loser"), { ifAbsent: true }), "PreconditionFailed");
+        assert.deepEqual(await store.get(NAMESPACE, "k"), Buffer.from("winner"));
+        const contenders = Array.from({ length: 10 }, (_, index) => seededBytes(5000 + index, 40 + index));
+        const sources = await Promise.all(contenders.map((data) => writeSource(data)));
+        const results = await Promise.allSettled(sources.map((source) => store.putFile(NAMESPACE, "race", source, { ifAbsent: true })));
+        const winners = results.flatMap((result, index) => (result.status === "fulfilled" ? [index] : []));
+        assert.equal(winners.length, 1, `winners: ${winners.join(", ")}`);
+        for (const result of results) {
+          if (result.status === "rejected") assert.ok(isStoreError(result.reason, "PreconditionFailed"), String(result.reason));
+        }
+        assert.ok((await store.get(NAMESPACE, "race")).equals(contenders[winners[0]]));
+      });
+
+      it("put_file_if_match", async function () {
+        // Goal: ifMatch putFile succeeds only against the current etag, from put or putFile; a stale or absent one changes nothing.
+        const first = await store.put(NAMESPACE, "k", Buffer.from("v1"));
+        const second = await store.putFile(NAMESPACE, "k", await writeSource(Buffer.from("v2")), { ifMatch: first.etag });
+        await expectStoreError(store.putFile(NAMESPACE, "k", await writeSource(Buffer.from("v3")), { ifMatch: first.etag }), "PreconditionFailed");
+        assert.deepEqual(await store.get(NAMESPACE, "k"), Buffer.from("v2"));
+        const third = await store.put(NAMESPACE, "k", Buffer.from("v4"), { ifMatch: second.etag });
+        await store.putFile(NAMESPACE, "k", await writeSource(Buffer.from("v5")), { ifMatch: third.etag });
+        assert.deepEqual(await store.get(NAMESPACE, "k"), Buffer.from("v5"));
+        await expectStoreError(store.putFile(NAMESPACE, "absent", await writeSource(Buffer.from("v1")), { ifMatch: first.etag }), "PreconditionFailed");
+        assert.equal(await store.head(NAMESPACE, "absent"), undefined);
+      });
+
+      it("put_file_empty_file", async function () {
+        // Goal: an empty file stores an empty object: size 0 in head and list, empty whole and ranged gets.
+        const info = await store.putFile(NAMESPACE, "empty", await writeSource(Buffer.alloc(0)));
+        assert.equal(info.sizeBytes, 0);
+        assert.deepEqual(await store.head(NAMESPACE, "empty"), info);
+        assert.deepEqual((await store.list(NAMESPACE)).objects, [info]);
+        assert.equal((await store.get(NAMESPACE, "empty")).length, 0);
+        assert.equal((await store.get(NAMESPACE, "empty", { offsetBytes: 0, lengthBytes: 5 })).length, 0);
+        await expectStoreError(store.get(NAMESPACE, "empty", { offsetBytes: 1, lengthBytes: 0 }), "Invalid");
+      });
+
+      it("put_file_missing_file_invalid", async function () {
+        // Goal: putFile of a file that does not exist fails Invalid and stores nothing.
+        await expectStoreError(store.putFile(NAMESPACE, "k", path.join(sourceDirectory, "never-written")), "Invalid");
+        assert.equal(await store.head(NAMESPACE, "k"), undefined);
+        assert.deepEqual((await store.list(NAMESPACE)).objects, []);
+      });
+    });
+
     describe("list", function () {
       beforeEach(async function () {
         await store.createNamespace(NAMESPACE);
@@ -323,11 +455,13 @@ export function runObjectStoreContract(name: string, makeStore: () => Promise<St
           await expectStoreError(store.createNamespace(namespace), "Invalid");
           await expectStoreError(store.namespaceExists(namespace), "Invalid");
           await expectStoreError(store.put(namespace, "k", Buffer.from("x")), "Invalid");
+          await expectStoreError(store.putFile(namespace, "k", await writeSource(Buffer.from("x"))), "Invalid");
           await expectStoreError(store.list(namespace), "Invalid");
         }
         await store.createNamespace(NAMESPACE);
         for (const key of ["", "/a", "a/../b", "..", "a\0b", "x".repeat(1025)]) {
           await expectStoreError(store.put(NAMESPACE, key, Buffer.from("x")), "Invalid");
+          await expectStoreError(store.putFile(NAMESPACE, key, await writeSource(Buffer.from("x"))), "Invalid");
           await expectStoreError(store.get(NAMESPACE, key), "Invalid");
           await expectStoreError(store.head(NAMESPACE, key), "Invalid");
           await expectStoreError(store.delete(NAMESPACE, key), "Invalid");
@@ -339,6 +473,7 @@ export function runObjectStoreContract(name: string, makeStore: () => Promise<St
         // Goal: after close every call fails Closed, and closing again is harmless.
         await store.createNamespace(NAMESPACE);
         await store.put(NAMESPACE, "k", Buffer.from("x"));
+        const source = await writeSource(Buffer.from("y"));
         await store.close();
         const calls: Array<() => Promise<unknown>> = [
           () => store.createNamespace("other"),
@@ -346,6 +481,7 @@ export function runObjectStoreContract(name: string, makeStore: () => Promise<St
           () => store.listNamespaces(),
           () => store.namespaceExists(NAMESPACE),
           () => store.put(NAMESPACE, "k", Buffer.from("y")),
+          () => store.putFile(NAMESPACE, "k", source),
           () => store.get(NAMESPACE, "k"),
           () => store.head(NAMESPACE, "k"),
           () => store.delete(NAMESPACE, "k"),

@@ -1,6 +1,9 @@
 // The retrying store keeps the contract over a flaky store, retries only Transient errors, gives
 // up after attemptsMax with the last error, bounds its backoff, and resolves retried conditional puts.
 import assert from "node:assert/strict";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
 import { FailingObjectStore } from "../../../../volumedriver/src/backend/failing-store.ts";
 import { InstrumentedObjectStore } from "../../../../volumedriver/src/backend/instrumented-store.ts";
 import { MemoryObjectStore } from "../../../../volumedriver/src/backend/memory-store.ts";
@@ -116,6 +119,27 @@ describe("RetryingObjectStore", function () {
     failing.failNext(1, "Transient", "after");
     const second = await store.put("ns", "m", Buffer.from("v2"), { ifMatch: first.etag });
     assert.deepEqual(await store.head("ns", "m"), second);
+  });
+
+  it("retry_put_file_if_absent_after_lost_reply_succeeds", async function () {
+    // Goal: a conditional putFile whose first reply was lost succeeds on retry (the check reads the file), and loses to other bytes.
+    const sourceDirectory = await mkdtemp(path.join(os.tmpdir(), "ovs-retrying-"));
+    try {
+      const failing = new FailingObjectStore(new MemoryObjectStore(), { seed: 1 });
+      const store = new RetryingObjectStore(failing, { sleep: async () => undefined });
+      await store.createNamespace("ns");
+      const mine = path.join(sourceDirectory, "mine");
+      await writeFile(mine, "mine");
+      failing.failNext(1, "Transient", "after");
+      const info = await store.putFile("ns", "k", mine, { ifAbsent: true });
+      assert.deepEqual(await store.head("ns", "k"), info);
+      const other = path.join(sourceDirectory, "other");
+      await writeFile(other, "else");
+      failing.failNext(1, "Transient");
+      await expectStoreError(store.putFile("ns", "k", other, { ifAbsent: true }), "PreconditionFailed");
+    } finally {
+      await rm(sourceDirectory, { recursive: true, force: true });
+    }
   });
 
   it("retry_if_absent_lost_to_other_writer_fails", async function () {
