@@ -1,12 +1,20 @@
-// Child process of tests/fault/crash-prefix.test.ts: opens a vPool on a local backend, then writes
-// self-identifying sectors (tests/helpers/sector-pattern.ts) at queue depth N with periodic flushes
-// until it is SIGKILLed. It reports every event on stdout, one line each, *before* the event can
-// matter to the parent's check:
+// Child process of tests/fault/crash-prefix.test.ts and snapshot-crash.test.ts: opens a vPool on a
+// local backend, then writes self-identifying sectors (tests/helpers/sector-pattern.ts) at queue
+// depth N with periodic flushes until it is SIGKILLed; with `snapshots` set it also takes snapshots
+// between quiesced batches of writes, deletes the oldest ones and scrubs. It reports every event on
+// stdout, one line each, *before* the event can matter to the parent's check:
 //   ready                          the volume is open, writing starts
 //   w <seq> <sector> <count> <fua> write <seq> is about to be issued (printed before write())
 //   a <seq>                        write <seq> was acknowledged (printed after it resolved)
 //   F <id>                         flush <id> is about to be issued (printed before flush())
 //   f <id>                         flush <id> completed
+//   S <name>                       snapshot <name> is about to be taken; no write is in flight, so it
+//                                  holds exactly the writes issued before this line
+//   s <name>                       snapshot <name> was acknowledged
+//   D <name> / d <name>            deleting snapshot <name> begins / was acknowledged
+//   C / c <scosRewritten>          a scrub begins / completed (it runs while writes go on; snapshot
+//                                  steps wait for it)
+//   n <note>                       something the parent should mention (e.g. no scrubber yet)
 //   e <message>                    an operation failed: the parent fails the test
 // Writes in flight never overlap (in sectors), so any two overlapping writes are ordered by
 // acknowledgement-before-issue, and the device content has exactly one meaning.
@@ -15,6 +23,7 @@
 import { pino } from "pino";
 import { LocalObjectStore } from "../../../volumedriver/src/backend/local-store.ts";
 import { openVPool } from "../../../volumedriver/src/engine/vpool.ts";
+import type { VPool } from "../../../volumedriver/src/engine/vpool-types.ts";
 import { SeededRandom } from "../../helpers/seeded-random.ts";
 import { fillSectors, SECTOR_BYTES } from "../../helpers/sector-pattern.ts";
 
@@ -31,6 +40,19 @@ export interface CrashWriterArguments {
   queueDepth: number;
   scoSizeBytes: number;
   scoMaxAgeMs: number;
+  /** Take snapshots too (snapshot-crash.test.ts); absent: writes and flushes only. */
+  snapshots?: SnapshotSteps;
+  /** vPool setting; absent: the default. */
+  scrubGracePeriodMs?: number;
+}
+
+export interface SnapshotSteps {
+  /** A snapshot follows every 1..writesPerSnapshotMax writes. */
+  writesPerSnapshotMax: number;
+  /** Snapshots kept: older ones are deleted after each new one. */
+  snapshotsKept: number;
+  /** Chance of starting a scrub after a snapshot step (if the engine has a scrubber). */
+  scrubProbability: number;
 }
 
 function emit(line: string): void {
@@ -59,6 +81,7 @@ async function main(): Promise<void> {
     backend,
     scoSizeBytes: options.scoSizeBytes,
     scoMaxAgeMs: options.scoMaxAgeMs,
+    scrubGracePeriodMs: options.scrubGracePeriodMs,
     logger: pino({ level: "warn" }, pino.destination(2)),
   });
   const volume = vpool.getVolume(options.volumeName) ?? (await vpool.createVolume(options.volumeName, options.deviceSizeBytes));
@@ -87,8 +110,16 @@ async function main(): Promise<void> {
     for (const write of inFlight) if (first < write.endSector && write.firstSector < end) return true;
     return false;
   };
+  const snapshotSteps = options.snapshots === undefined ? undefined : new SnapshotStepper(vpool, options, random);
+  let writesUntilSnapshot = snapshotSteps === undefined ? Infinity : random.integer(1, snapshotSteps.writesPerSnapshotMax);
   for (;;) {
     while (inFlight.size >= options.queueDepth) await new Promise<void>((resolve) => (wakeUp = resolve));
+    if (snapshotSteps !== undefined && writesUntilSnapshot <= 0) {
+      // Quiesce, so the snapshot holds exactly the writes issued so far.
+      while (inFlight.size > 0) await new Promise<void>((resolve) => (wakeUp = resolve));
+      await snapshotSteps.step();
+      writesUntilSnapshot = random.integer(1, snapshotSteps.writesPerSnapshotMax);
+    }
     // Sizes: mostly small, sometimes up to 256 KiB; offsets sector-aligned so many writes are
     // not cluster-aligned and exercise read-modify-write.
     const roll = random.nextFloat();
@@ -102,6 +133,7 @@ async function main(): Promise<void> {
       continue;
     }
     const thisSeq = seq++;
+    writesUntilSnapshot--;
     const fua = random.chance(0.03);
     const data = Buffer.allocUnsafe(countSectors * SECTOR_BYTES);
     fillSectors(data, options.generation, thisSeq, firstSector);
@@ -120,6 +152,55 @@ async function main(): Promise<void> {
     );
     // Yield now and then so acknowledgements interleave with issues.
     if (thisSeq % 4 === 0) await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+/** The snapshot steps between batches of writes: snapshot, delete the oldest, maybe scrub in the background. */
+class SnapshotStepper {
+  readonly writesPerSnapshotMax: number;
+  private readonly kept: string[];
+  private scrubbing: Promise<void> | undefined;
+  private scrubAvailable: boolean;
+  private nextNumber = 1;
+
+  constructor(
+    private readonly vpool: VPool,
+    private readonly options: CrashWriterArguments,
+    private readonly random: SeededRandom,
+  ) {
+    this.writesPerSnapshotMax = options.snapshots!.writesPerSnapshotMax;
+    this.kept = vpool.listSnapshots(options.volumeName).map((info) => info.name);
+    this.scrubAvailable = typeof vpool.scrubVolume === "function";
+    if (!this.scrubAvailable) emit("n the engine has no scrubVolume: no scrubs");
+  }
+
+  async step(): Promise<void> {
+    const { volumeName, generation, snapshots } = this.options;
+    // Snapshot steps do not overlap a scrub: what the engine allows there is not this test's question.
+    await this.scrubbing;
+    const name = `g${generation}-${this.nextNumber++}`;
+    emit(`S ${name}`);
+    await this.vpool.createSnapshot(volumeName, name).catch((error: unknown) => fail(`createSnapshot ${name}`, error));
+    emit(`s ${name}`);
+    this.kept.push(name);
+    while (this.kept.length > snapshots!.snapshotsKept) {
+      const oldest = this.kept.shift()!;
+      emit(`D ${oldest}`);
+      await this.vpool.deleteSnapshot(volumeName, oldest).catch((error: unknown) => fail(`deleteSnapshot ${oldest}`, error));
+      emit(`d ${oldest}`);
+    }
+    if (this.scrubAvailable && this.random.chance(snapshots!.scrubProbability)) {
+      emit("C");
+      this.scrubbing = this.vpool.scrubVolume(volumeName).then(
+        (result) => emit(`c ${result.scosRewritten}`),
+        (error: unknown) => {
+          const message = error instanceof Error ? error.message : String(error);
+          if (!/not implemented/i.test(message)) fail("scrubVolume", error);
+          this.scrubAvailable = false;
+          emit(`n scrubVolume: ${message}`);
+        },
+      );
+    }
   }
 }
 

@@ -86,13 +86,14 @@ describe("volumedriver: NBD export registry of a vPool", function () {
     return {
       name, state, uuid: "u", vpool: "pool", namespace: `vd-${name}`, sizeBytes: 10 * 1024 ** 3,
       clusterSizeBytes: 4096, scoSizeBytes: 64 * 1024 ** 2, createdAt: "2024-01-01T00:00:00.000Z",
+      template: false, snapshotCount: 0, scrubPending: false,
     };
   }
 
   it("offers the running vDisks only, described with size and vPool, and finds them by name", function () {
     const volumes = new Map([["alpha", fakeVolume(infoOf("alpha", "running"))], ["beta", fakeVolume(infoOf("beta", "recovering"))]]);
     const infos = [infoOf("alpha", "running"), infoOf("beta", "recovering"), infoOf("gamma", "failed")];
-    const vpool = { name: "pool", listVolumes: () => infos, getVolume: (name: string) => volumes.get(name) } as unknown as VPool;
+    const vpool = { name: "pool", listVolumes: () => infos, getVolume: (name: string) => volumes.get(name), listSnapshots: () => [] } as unknown as VPool;
     const registry = vpoolExportRegistry(vpool);
     assert.deepEqual(registry.listExports().map((entry) => [entry.name, entry.description]), [["alpha", "vDisk alpha (10 GiB) in vPool pool"]]);
     assert.equal(registry.findExport("alpha")?.device, volumes.get("alpha"));

@@ -16,6 +16,7 @@ import { RetryingObjectStore } from "../../../volumedriver/src/backend/retrying-
 import { isVolumeError } from "../../../volumedriver/src/engine/block-device.ts";
 import { openVPool } from "../../../volumedriver/src/engine/vpool.ts";
 import { CLUSTER_SIZE_BYTES, MIB, type Volume, type VPool, type VPoolConfig } from "../../../volumedriver/src/engine/vpool-types.ts";
+import { byteRangeArbitrary, type ByteRange } from "../../helpers/byte-range-arbitrary.ts";
 import { firstDifference, readWholeDevice } from "../../helpers/device-hash.ts";
 import { SeededRandom, seedFromEnvironment } from "../../helpers/seeded-random.ts";
 import { makeTempDir, removeTempDir } from "../../helpers/temp-dir.ts";
@@ -31,7 +32,7 @@ const OPERATIONS_MAX = 450;
 /** OVS_MODEL_STRICT_CRASH=1: after a crash, every operation must have landed whole or not at all. */
 const STRICT_CRASH_ATOMICITY = process.env.OVS_MODEL_STRICT_CRASH === "1";
 
-type Range = { offsetBytes: number; lengthBytes: number };
+type Range = ByteRange;
 type Operation =
   | ({ kind: "write"; dataSeed: number; fua: boolean } & Range)
   | ({ kind: "read" } & Range)
@@ -46,30 +47,9 @@ type Operation =
   | { kind: "pause"; durationMs: number };
 type MutatingOperation = Extract<Operation, { kind: "write" | "trim" | "writeZeroes" }>;
 
-/** A byte range inside the device: half cluster-aligned, half arbitrary; lengths 1 B..256 KiB. */
+/** A byte range inside the device: half cluster-aligned, half arbitrary; lengths 1 B..256 KiB, now and then up to 1 MiB. */
 function rangeArbitrary(): fc.Arbitrary<Range> {
-  return fc
-    .record({
-      aligned: fc.boolean(),
-      lengthBytes: fc.oneof(
-        { weight: 3, arbitrary: fc.integer({ min: 1, max: 64 }) },
-        { weight: 3, arbitrary: fc.integer({ min: 1, max: 16 * 1024 }) },
-        { weight: 3, arbitrary: fc.integer({ min: 1, max: IO_LENGTH_MAX_BYTES }) },
-        // Now and then a request longer than a journal segment (256 clusters).
-        { weight: 1, arbitrary: fc.integer({ min: IO_LENGTH_MAX_BYTES, max: IO_LENGTH_LARGE_MAX_BYTES }) },
-      ),
-      position: fc.integer({ min: 0, max: DEVICE_SIZE_BYTES - 1 }),
-    })
-    .map(({ aligned, lengthBytes, position }) => {
-      let length = lengthBytes;
-      let offset = position;
-      if (aligned) {
-        length = Math.max(CLUSTER_SIZE_BYTES, length - (length % CLUSTER_SIZE_BYTES));
-        offset -= offset % CLUSTER_SIZE_BYTES;
-      }
-      offset = Math.min(offset, DEVICE_SIZE_BYTES - length);
-      return { offsetBytes: offset, lengthBytes: length };
-    });
+  return byteRangeArbitrary({ deviceSizeBytes: DEVICE_SIZE_BYTES, lengthMaxBytes: IO_LENGTH_MAX_BYTES, largeLengthMaxBytes: IO_LENGTH_LARGE_MAX_BYTES });
 }
 
 function operationArbitrary(): fc.Arbitrary<Operation> {

@@ -20,7 +20,7 @@ import { VolumeError } from "./block-device.ts";
 import { LocalSco } from "./local-sco.ts";
 import { encodeScoHeader, scoClusterOffsetBytes, scoObjectKey } from "./formats/sco-format.ts";
 import {
-  encodeEndEntry, encodeTlogHeader, encodeTrimEntry, encodeWriteEntry,
+  encodeEndEntry, encodeTlogHeader, encodeTrimEntry, encodeWriteEntry, SCRUB_TLOG_NUMBER_BASE,
   TLOG_ENTRY_SIZE_BYTES, TLOG_HEADER_SIZE_BYTES, tlogObjectKey,
 } from "./formats/tlog-format.ts";
 import type { MetadataStore } from "./metadata-store.ts";
@@ -108,7 +108,8 @@ type Operation =
   | { kind: "sync"; sco: LocalSco | undefined; tlog: OpenTlog | undefined; waiters: SyncWaiter[] }
   | { kind: "sealSco"; sco: LocalSco; tlog: OpenTlog }
   | { kind: "checkpoint"; sco: LocalSco | undefined; tlog: OpenTlog; checkpoint: ReturnType<MetadataStore["freeze"]> }
-  | { kind: "sealTlog"; tlog: OpenTlog };
+  | { kind: "sealTlog"; tlog: OpenTlog }
+  | { kind: "barrier"; resolve: () => void; reject: (error: Error) => void };
 
 export class Journal {
   private readonly settings: JournalSettings;
@@ -182,6 +183,7 @@ export class Journal {
 
   private ensureTlog(): OpenTlog {
     if (this.currentTlog === undefined) {
+      if (this.nextTlogNumber >= SCRUB_TLOG_NUMBER_BASE) throw new Error(`assertion: journal TLog number ${this.nextTlogNumber} is in the scrubber's range`);
       this.currentTlog = new OpenTlog(this.nextTlogNumber++, this.settings.nowMs());
     }
     return this.currentTlog;
@@ -277,6 +279,20 @@ export class Journal {
 
   /** Appends a TRIM entry for clusters [clusterAddress, +clusterCount). */
   appendTrim(clusterAddress: number, clusterCount: number): void {
+    this.appendEntry((buffer, position, sequence) => encodeTrimEntry(buffer, position, sequence, clusterAddress, clusterCount));
+  }
+
+  /**
+   * Appends a relocation entry: cluster `clusterAddress` now lives at (scoNumber, scoOffset), a SCO
+   * of a scrubbed TLog already on the backend (see FLAG_RELOCATION). The caller updates the metadata.
+   */
+  appendRelocation(clusterAddress: number, scoNumber: number, scoOffset: number, dataCrc: number, lastOfRequest: boolean): void {
+    this.appendEntry((buffer, position, sequence) =>
+      encodeWriteEntry(buffer, position, sequence, clusterAddress, scoNumber, scoOffset, dataCrc, lastOfRequest, true));
+  }
+
+  /** Appends one TLog entry that carries no SCO data; `encode` writes it at (buffer, position) with its sequence number. */
+  private appendEntry(encode: (buffer: Buffer, position: number, sequence: number) => void): void {
     this.checkUsable();
     let segment = this.ensureSegment();
     if (segment.tlogEntryCount >= SEGMENT_ENTRIES_MAX) {
@@ -284,7 +300,7 @@ export class Journal {
       segment = this.ensureSegment();
     }
     const tlog = segment.tlog;
-    encodeTrimEntry(segment.tlogData, segment.tlogEntryCount * TLOG_ENTRY_SIZE_BYTES, tlog.entryCount, clusterAddress, clusterCount);
+    encode(segment.tlogData, segment.tlogEntryCount * TLOG_ENTRY_SIZE_BYTES, tlog.entryCount);
     segment.tlogEntryCount++;
     tlog.entryCount++;
     this.pendingBytes += TLOG_ENTRY_SIZE_BYTES;
@@ -357,6 +373,36 @@ export class Journal {
   sealAll(): void {
     this.sealCurrentSco(true);
     this.rollTlog();
+  }
+
+  /** The number the next TLog will get: every TLog below it is sealed or queued for sealing once sealAll ran. */
+  get nextTlog(): number {
+    return this.nextTlogNumber;
+  }
+
+  /** True while a TLog is open (entries appended since the last roll). */
+  get hasOpenTlog(): boolean {
+    return this.currentTlog !== undefined && this.currentTlog.entryCount > 0;
+  }
+
+  /** The number the next SCO will get. */
+  get nextSco(): number {
+    return this.nextScoNumber;
+  }
+
+  /**
+   * Seals SCO and TLog now and resolves once everything appended before the call is fsynced and
+   * every sealed SCO and TLog has been handed to the listener (so to the uploader). Unlike whenIdle,
+   * it does not wait for appends that come later.
+   */
+  sealAllAndWait(): Promise<void> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    if (this.stopped) return Promise.reject(new VolumeError("Closed", "volume is closed"));
+    this.sealAll();
+    this.closeSegment();
+    const promise = new Promise<void>((resolve, reject) => this.queue.push({ kind: "barrier", resolve, reject }));
+    this.scheduleKick();
+    return promise;
   }
 
   /** Freezes dirty metadata at the current position; committed once that position is durable. */
@@ -470,6 +516,10 @@ export class Journal {
 
   private async execute(operation: Operation): Promise<void> {
     switch (operation.kind) {
+      case "barrier":
+        // Earlier seals queued their durability steps already; this one runs after them, in order.
+        this.afterDurable(Promise.resolve(), operation.resolve, operation.reject);
+        return;
       case "segment":
         await this.writeSegments([operation.segment]);
         return;
@@ -632,6 +682,7 @@ export class Journal {
     const closedError = new VolumeError("Closed", "volume closed before the flush completed");
     for (const operation of this.queue) {
       if (operation.kind === "sync") for (const waiter of operation.waiters) waiter.reject(closedError);
+      if (operation.kind === "barrier") operation.reject(closedError);
     }
     for (const waiter of this.nextSyncWaiters.splice(0)) waiter.reject(closedError);
     this.queue.length = 0;

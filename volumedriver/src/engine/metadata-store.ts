@@ -11,7 +11,8 @@
 import Database from "better-sqlite3";
 import { LRUCache } from "lru-cache";
 import { crc32c } from "../../../alba/src/codec/crc32c.ts";
-import { VolumeError } from "./block-device.ts";
+import { type BlockExtent, VolumeError } from "./block-device.ts";
+import { CLUSTER_SIZE_BYTES } from "./vpool-types.ts";
 
 export const METADATA_ENTRY_SIZE_BYTES = 16;
 export const METADATA_PAGE_ENTRIES = 256;
@@ -33,6 +34,8 @@ export interface FrozenCheckpoint {
 }
 
 export interface ClusterLocation {
+  /** 0: this vDisk's own SCO; n: a SCO of its n-th ancestor (clone parent chain). */
+  cloneIndex: number;
   scoNumber: number;
   scoOffset: number;
   dataCrc: number;
@@ -144,15 +147,15 @@ export class MetadataStore {
     const position = (clusterAddress % METADATA_PAGE_ENTRIES) * METADATA_ENTRY_SIZE_BYTES;
     const scoNumber = page.readUInt32LE(position);
     if (scoNumber === 0) return undefined;
-    return { scoNumber, scoOffset: page.readUInt16LE(position + 4), dataCrc: page.readUInt32LE(position + 8) };
+    return { cloneIndex: page.readUInt8(position + 6), scoNumber, scoOffset: page.readUInt16LE(position + 4), dataCrc: page.readUInt32LE(position + 8) };
   }
 
-  setLocation(clusterAddress: number, scoNumber: number, scoOffset: number, dataCrc: number): void {
+  setLocation(clusterAddress: number, scoNumber: number, scoOffset: number, dataCrc: number, cloneIndex = 0): void {
     const page = this.writablePage(Math.floor(clusterAddress / METADATA_PAGE_ENTRIES));
     const position = (clusterAddress % METADATA_PAGE_ENTRIES) * METADATA_ENTRY_SIZE_BYTES;
     page.writeUInt32LE(scoNumber, position);
     page.writeUInt16LE(scoOffset, position + 4);
-    page.writeUInt8(0, position + 6); // clone index
+    page.writeUInt8(cloneIndex, position + 6);
     page.writeUInt8(0, position + 7); // SCO version
     page.writeUInt32LE(dataCrc, position + 8);
     page.writeUInt32LE(0, position + 12);
@@ -207,6 +210,21 @@ export class MetadataStore {
       cluster = stop;
     }
     if (runAllocated !== undefined) visit(runStart, end - runStart, runAllocated);
+  }
+
+  /** The allocation map of a byte range, as BlockDevice.blockStatus reports it (extents clipped to the range, merged). */
+  extents(offsetBytes: number, lengthBytes: number): BlockExtent[] {
+    const extents: BlockExtent[] = [];
+    if (lengthBytes === 0) return extents;
+    const end = offsetBytes + lengthBytes;
+    const firstCluster = Math.floor(offsetBytes / CLUSTER_SIZE_BYTES);
+    const endCluster = Math.ceil(end / CLUSTER_SIZE_BYTES);
+    this.forEachRun(firstCluster, endCluster - firstCluster, (first, count, allocated) => {
+      const start = Math.max(offsetBytes, first * CLUSTER_SIZE_BYTES);
+      const stop = Math.min(end, (first + count) * CLUSTER_SIZE_BYTES);
+      extents.push({ offsetBytes: start, lengthBytes: stop - start, allocated });
+    });
+    return extents;
   }
 
   /** Number of pages changed since the last freeze. */

@@ -3,7 +3,6 @@
 // TLog before it. SCOs upload in parallel (bounded); TLogs one at a time, in order.
 // Uploads never give up: a failing backend makes them retry with capped backoff, and the write buffer
 // fills until writers stall (never fail). Only stop() ends them.
-import { readFile } from "node:fs/promises";
 import type { Logger } from "pino";
 import type { ObjectStore } from "../backend/object-store.ts";
 import { scoObjectKey } from "./formats/sco-format.ts";
@@ -72,6 +71,26 @@ export class Uploader {
   }
 
   /**
+   * Runs `work` after every TLog enqueued so far is on the backend (and before any enqueued later),
+   * retrying it like an upload until it succeeds or the uploader stops: for objects that name TLogs,
+   * such as snapshots.json.
+   */
+  enqueueAfterTlogs(key: string, work: () => Promise<void>): Promise<void> {
+    const previous = this.tlogChain;
+    this.pendingTlogs++;
+    this.tlogChain = (async () => {
+      try {
+        await previous;
+        await this.withRetries(key, work);
+      } finally {
+        this.pendingTlogs--;
+      }
+    })();
+    this.tlogChain.catch(() => undefined);
+    return this.tlogChain;
+  }
+
+  /**
    * True when nothing is queued or uploading except SCOs whose TLog is still open: then only sealing
    * the open SCO and TLog can make room in the write buffer.
    */
@@ -98,12 +117,20 @@ export class Uploader {
   }
 
   private async uploadFile(key: string, path: string): Promise<void> {
+    // A sealed SCO or TLog file never changes again, as putFile requires; the local store then
+    // adopts it by hard link instead of copying it.
+    await this.withRetries(key, async () => {
+      await this.store.putFile(this.namespace, key, path);
+    });
+  }
+
+  /** Runs `work` until it succeeds, with capped backoff; only stop() ends it (with an error). */
+  private async withRetries(key: string, work: () => Promise<void>): Promise<void> {
     let backoffMs = BACKOFF_INITIAL_MS;
     for (;;) {
       if (this.stopped) throw new Error("uploader stopped");
       try {
-        const data = await readFile(path);
-        await this.store.put(this.namespace, key, data);
+        await work();
         this.failureStreak = 0;
         this.uploadedObjects++;
         return;

@@ -8,12 +8,18 @@ import type { Logger } from "pino";
 import { crc32c } from "../../../alba/src/codec/crc32c.ts";
 import type { ObjectStore } from "../backend/object-store.ts";
 import { VolumeError } from "./block-device.ts";
+import {
+  type Ancestor, applyAncestors, applyEntry, applyTlogs, backendHeadTlogs, fetchManifest, listAllKeys, resolveAncestors,
+} from "./history.ts";
 import { LocalSco } from "./local-sco.ts";
 import { MetadataStore } from "./metadata-store.ts";
-import { decodeScoHeader, SCO_HEADER_SIZE_BYTES, scoClusterOffsetBytes, scoNumberFromKey } from "./formats/sco-format.ts";
+import { decodeScoHeader, SCO_HEADER_SIZE_BYTES, scoClusterOffsetBytes, scoNumberFromKey, SCRUB_SCO_NUMBER_BASE } from "./formats/sco-format.ts";
 import {
-  decodeTlog, encodeEndEntry, ENTRY_WRITE, TLOG_ENTRY_SIZE_BYTES, TLOG_HEADER_SIZE_BYTES,
-  tlogNumberFromKey, tlogObjectKey, type TlogEntry,
+  decodeManifest, encodeManifest, historyBeforeHead, SNAPSHOTS_MANIFEST_KEY, type SnapshotsManifest,
+} from "./formats/snapshots-manifest.ts";
+import {
+  decodeTlog, encodeEndEntry, ENTRY_WRITE, SCRUB_TLOG_NUMBER_BASE, TLOG_ENTRY_SIZE_BYTES, TLOG_HEADER_SIZE_BYTES, tlogNumberFromKey,
+  type TlogEntry,
 } from "./formats/tlog-format.ts";
 import { decodeVolumeConfig, VOLUME_CONFIG_KEY, type VolumeConfig } from "./formats/volume-config.ts";
 import { CLUSTER_SIZE_BYTES } from "./vpool-types.ts";
@@ -28,16 +34,17 @@ export interface RecoveredState {
   backendTlogNumber: number;
   /** Sealed TLogs not yet on the backend, in order, with the SCOs they name. */
   tlogsToUpload: Array<{ tlogNumber: number; scoNumbers: number[] }>;
-}
-
-function applyEntry(metadata: MetadataStore, entry: TlogEntry): void {
-  if (entry.type === ENTRY_WRITE) metadata.setLocation(entry.clusterAddress, entry.scoNumber, entry.scoOffset, entry.dataCrc);
-  else metadata.clearRange(entry.clusterAddress, entry.clusterCount);
+  /** The vDisk's history (snapshots.json) as this host knows it. */
+  manifest: SnapshotsManifest;
+  /** The generation of snapshots.json known to be on the backend. */
+  backendManifestGeneration: number;
+  /** For a clone: its ancestors, nearest first (recorded when the metadata was built). */
+  ancestors: Ancestor[];
 }
 
 function scoNumbersOf(entries: TlogEntry[]): number[] {
   const numbers = new Set<number>();
-  for (const entry of entries) if (entry.type === ENTRY_WRITE) numbers.add(entry.scoNumber);
+  for (const entry of entries) if (entry.type === ENTRY_WRITE && !entry.relocation) numbers.add(entry.scoNumber);
   return [...numbers].sort((left, right) => left - right);
 }
 
@@ -80,7 +87,8 @@ export async function recoverLocal(directory: string, store: ObjectStore, config
     const position = metadata.persistedPosition();
     const backendTlogNumber = Number(metadata.getMeta("backend_tlog") ?? "0");
     let maxScoNumber = Number(metadata.getMeta("uploaded_max_sco") ?? "0");
-    let maxTlogNumber = Math.max(backendTlogNumber, position.tlogNumber);
+    // Journal numbers only (a checkpoint written by an older build may name a scrubbed TLog).
+    let maxTlogNumber = Math.max(backendTlogNumber, position.tlogNumber < SCRUB_TLOG_NUMBER_BASE ? position.tlogNumber : 0);
     const tlogDirectory = join(directory, "tlog");
     const tlogNumbers = await listNumbered(tlogDirectory, tlogNumberFromKey, "tlog");
     const tlogsToUpload: RecoveredState["tlogsToUpload"] = [];
@@ -117,7 +125,7 @@ export async function recoverLocal(directory: string, store: ObjectStore, config
         let intact = 0;
         let valid = 0;
         for (const entry of entries) {
-          if (entry.type === ENTRY_WRITE) {
+          if (entry.type === ENTRY_WRITE && !entry.relocation) {
             const data = await readLocalCluster(join(directory, "sco", entry.scoNumber.toString(16).padStart(16, "0")), entry.scoOffset);
             if (data === undefined || crc32c(data) !== entry.dataCrc) break;
           }
@@ -143,7 +151,7 @@ export async function recoverLocal(directory: string, store: ObjectStore, config
         }
       }
       const skip = tlogNumber === position.tlogNumber ? position.entryCount : tlogNumber < position.tlogNumber ? entries.length : 0;
-      for (let index = skip; index < entries.length; index++) applyEntry(metadata, entries[index]);
+      for (let index = skip; index < entries.length; index++) applyEntry(metadata, entries[index], 0);
       if (entries.length > skip) lastApplied = { tlogNumber, entryCount: entries.length };
       const scoNumbers = scoNumbersOf(entries);
       for (const scoNumber of scoNumbers) maxScoNumber = Math.max(maxScoNumber, scoNumber);
@@ -202,21 +210,25 @@ export async function recoverLocal(directory: string, store: ObjectStore, config
         if (!scos.has(scoNumber)) throw new VolumeError("Io", `SCO ${scoNumber} of ${config.name} named by local TLog ${tlog.tlogNumber} is missing`);
       }
     }
-    return { metadata, scos, nextScoNumber: maxScoNumber + 1, nextTlogNumber: maxTlogNumber + 1, backendTlogNumber, tlogsToUpload };
+    const manifest = await loadLocalManifest(directory, store, config);
+    const recordedAncestors = metadata.getMeta("clone_ancestors");
+    let ancestors: Ancestor[];
+    if (recordedAncestors !== undefined) {
+      ancestors = JSON.parse(recordedAncestors) as Ancestor[];
+    } else {
+      ancestors = await resolveAncestors(store, config);
+      metadata.setMeta("clone_ancestors", JSON.stringify(ancestors));
+    }
+    return {
+      ancestors,
+      metadata, scos, backendTlogNumber, tlogsToUpload, manifest,
+      nextScoNumber: Math.max(maxScoNumber + 1, manifest.nextScoNumber),
+      nextTlogNumber: Math.max(maxTlogNumber + 1, manifest.nextTlogNumber, manifest.headStartTlog),
+      backendManifestGeneration: Number(metadata.getMeta("manifest_generation") ?? "0"),
+    };
   } catch (error) {
     metadata.close();
     throw error;
-  }
-}
-
-async function listAllKeys(store: ObjectStore, namespace: string, prefix: string): Promise<string[]> {
-  const keys: string[] = [];
-  let startAfter: string | undefined;
-  for (;;) {
-    const page = await store.list(namespace, { prefix, startAfter, limitKeys: 1000 });
-    for (const object of page.objects) keys.push(object.key);
-    if (page.nextStartAfter === undefined) return keys;
-    startAfter = page.nextStartAfter;
   }
 }
 
@@ -225,45 +237,71 @@ export async function fetchVolumeConfig(store: ObjectStore, namespace: string): 
   return decodeVolumeConfig(await store.get(namespace, VOLUME_CONFIG_KEY));
 }
 
-/**
- * Applies every TLog of the namespace, in order, to an empty metadata store and commits the result
- * with the backend position. A gap in the TLog numbers or a TLog that fails its checks is an Io error
- * naming it: the vDisk must not be served from a history with a hole in it.
- */
-async function rebuildMetadataFromBackend(store: ObjectStore, config: VolumeConfig, metadata: MetadataStore): Promise<number> {
-  const tlogNumbers = (await listAllKeys(store, config.namespace, "tlog/"))
-    .map(tlogNumberFromKey).filter((number): number is number => number !== undefined).sort((left, right) => left - right);
-  let maxScoNumber = 0;
-  let position = { tlogNumber: 0, entryCount: 0 };
-  for (let index = 0; index < tlogNumbers.length; index++) {
-    const tlogNumber = tlogNumbers[index];
-    if (index > 0 && tlogNumber !== tlogNumbers[index - 1] + 1) {
-      throw new VolumeError("Io", `volume ${config.name}: TLog ${tlogNumbers[index - 1] + 1} is missing from the backend (found ${tlogNumber} after ${tlogNumbers[index - 1]})`);
-    }
-    const data = await store.get(config.namespace, tlogObjectKey(tlogNumber));
-    let tlog;
-    try {
-      tlog = decodeTlog(data);
-    } catch (error) {
-      throw new VolumeError("Io", `volume ${config.name}: TLog ${tlogNumber} on the backend is corrupt: ${(error as Error).message}`);
-    }
-    if (!tlog.sealed || tlog.stopReason !== undefined || tlog.header.tlogNumber !== tlogNumber || tlog.header.volumeUuid !== config.uuid) {
-      throw new VolumeError("Io", `volume ${config.name}: TLog ${tlogNumber} on the backend is corrupt: ${tlog.stopReason ?? "not sealed or wrong header"}`);
-    }
-    for (const entry of tlog.entries) {
-      applyEntry(metadata, entry);
-      if (entry.type === ENTRY_WRITE) maxScoNumber = Math.max(maxScoNumber, entry.scoNumber);
-    }
-    position = { tlogNumber, entryCount: tlog.entries.length };
-    if (metadata.dirtyPageCount() > 4096) metadata.commit(metadata.freeze(position));
+export function localManifestPath(directory: string): string {
+  return join(directory, SNAPSHOTS_MANIFEST_KEY);
+}
+
+/** The local snapshots.json; without one (older vDisks), the backend's, else an empty history. */
+async function loadLocalManifest(directory: string, store: ObjectStore, config: VolumeConfig): Promise<SnapshotsManifest> {
+  let data: Buffer;
+  try {
+    data = await readFile(localManifestPath(directory));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+    const manifest = await fetchManifest(store, config.namespace, config.uuid);
+    await writeLocalManifest(directory, manifest);
+    return manifest;
   }
+  let manifest: SnapshotsManifest;
+  try {
+    manifest = decodeManifest(data);
+  } catch (error) {
+    throw new VolumeError("Io", `local ${SNAPSHOTS_MANIFEST_KEY} of ${config.name} is unreadable: ${(error as Error).message}`);
+  }
+  if (manifest.volumeUuid !== config.uuid) throw new VolumeError("Io", `local ${SNAPSHOTS_MANIFEST_KEY} of ${config.name} belongs to another vDisk`);
+  return manifest;
+}
+
+/** Replaces the local snapshots.json atomically and durably. */
+export async function writeLocalManifest(directory: string, manifest: SnapshotsManifest): Promise<void> {
+  await writeFileDurably(directory, SNAPSHOTS_MANIFEST_KEY, encodeManifest(manifest));
+}
+
+/**
+ * Applies the whole history of the vDisk on the backend to an empty metadata store: the clone
+ * ancestors' TLogs, then its own as snapshots.json lists them, then the journal's head TLogs. Commits
+ * the result with the backend position. The "rebuilding" mark makes a rebuild cut short by a crash
+ * start over instead of passing for a complete one. Returns the number of own TLogs applied.
+ */
+async function rebuildMetadataFromBackend(store: ObjectStore, config: VolumeConfig, metadata: MetadataStore): Promise<{ tlogCount: number; manifest: SnapshotsManifest }> {
+  metadata.setMeta("rebuilding", "1");
+  const ancestors = await resolveAncestors(store, config);
+  metadata.setMeta("clone_ancestors", JSON.stringify(ancestors));
+  const manifest = await fetchManifest(store, config.namespace, config.uuid);
+  const head = await backendHeadTlogs(store, config, manifest);
+  let position = { tlogNumber: 0, entryCount: 0 };
+  const commitNowAndThen = (tlogNumber: number, entryCount: number): void => {
+    // The checkpoint names journal TLogs only: a scrubbed TLog's number (2^40 and up) would push the
+    // journal's numbering into the scrubber's range.
+    if (tlogNumber < SCRUB_TLOG_NUMBER_BASE) position = { tlogNumber, entryCount };
+    if (metadata.dirtyPageCount() > 4096) metadata.commit(metadata.freeze(position));
+  };
+  await applyAncestors(store, ancestors, metadata, () => {
+    if (metadata.dirtyPageCount() > 4096) metadata.commit(metadata.freeze(position));
+  });
+  const self = { name: config.name, uuid: config.uuid, namespace: config.namespace };
+  const history = [...historyBeforeHead(manifest), ...head];
+  let maxScoNumber = await applyTlogs(store, self, history, metadata, 0, { afterTlog: commitNowAndThen });
   for (const key of await listAllKeys(store, config.namespace, "sco/")) {
     const scoNumber = scoNumberFromKey(key);
-    if (scoNumber !== undefined) maxScoNumber = Math.max(maxScoNumber, scoNumber);
+    if (scoNumber !== undefined && scoNumber < SCRUB_SCO_NUMBER_BASE) maxScoNumber = Math.max(maxScoNumber, scoNumber);
   }
-  const lastTlog = tlogNumbers.length > 0 ? tlogNumbers[tlogNumbers.length - 1] : 0;
-  metadata.commit(metadata.freeze(position), { backend_tlog: String(lastTlog), uploaded_max_sco: String(maxScoNumber) });
-  return tlogNumbers.length;
+  maxScoNumber = Math.max(maxScoNumber, manifest.nextScoNumber - 1);
+  const lastTlog = head.length > 0 ? head[head.length - 1] : Math.max(0, manifest.headStartTlog - 1);
+  metadata.commit(metadata.freeze(position), {
+    backend_tlog: String(lastTlog), uploaded_max_sco: String(maxScoNumber), manifest_generation: String(manifest.generation), rebuilding: "0",
+  });
+  return { tlogCount: history.length, manifest };
 }
 
 /**
@@ -277,7 +315,8 @@ export async function restoreFromBackend(directory: string, store: ObjectStore, 
   let metadata: MetadataStore | undefined;
   try {
     metadata = new MetadataStore(join(directory, METADATA_FILE), metadataCacheBytes);
-    const tlogCount = await rebuildMetadataFromBackend(store, config, metadata);
+    const { tlogCount, manifest } = await rebuildMetadataFromBackend(store, config, metadata);
+    await writeLocalManifest(directory, manifest);
     metadata.close();
     metadata = undefined;
     logger.info({ volume: config.name, tlogs: tlogCount }, "restored volume from the backend");
@@ -305,9 +344,10 @@ async function openMetadata(directory: string, store: ObjectStore, config: Volum
     for (const suffix of ["", "-wal", "-shm"]) await rename(`${path}${suffix}`, `${aside}${suffix}`).catch(() => undefined);
     metadata = new MetadataStore(path, metadataCacheBytes);
   }
-  if (metadata.getMeta("checkpoint") === undefined) {
+  if (metadata.getMeta("checkpoint") === undefined || metadata.getMeta("rebuilding") === "1") {
     try {
-      const tlogCount = await rebuildMetadataFromBackend(store, config, metadata);
+      metadata.clearAll();
+      const { tlogCount } = await rebuildMetadataFromBackend(store, config, metadata);
       if (tlogCount > 0) logger.warn({ volume: config.name, tlogs: tlogCount }, "rebuilt the metadata from the backend's TLogs");
     } catch (error) {
       metadata.close();
@@ -319,11 +359,25 @@ async function openMetadata(directory: string, store: ObjectStore, config: Volum
 }
 
 export async function writeLocalConfig(directory: string, encoded: Buffer): Promise<void> {
+  await writeFileDurably(directory, VOLUME_CONFIG_KEY, encoded);
+}
+
+/** Writes `name` in `directory` via a temp file, fsync and rename, then fsyncs the directory. */
+async function writeFileDurably(directory: string, name: string, data: Buffer): Promise<void> {
   await mkdir(directory, { recursive: true });
-  const temporary = join(directory, `${VOLUME_CONFIG_KEY}.tmp`);
-  await writeFile(temporary, encoded);
+  const temporary = join(directory, `${name}.tmp`);
+  await writeFile(temporary, data);
   const handle = await open(temporary, "r");
-  await handle.sync();
-  await handle.close();
-  await rename(temporary, join(directory, VOLUME_CONFIG_KEY));
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(temporary, join(directory, name));
+  const directoryHandle = await open(directory, "r");
+  try {
+    await directoryHandle.sync();
+  } finally {
+    await directoryHandle.close();
+  }
 }

@@ -27,6 +27,10 @@ export interface VPoolSettings {
   uploadConcurrency: number;
   /** Clusters read ahead from the backend once reads are sequential. Default 256 (1 MiB). */
   prefetchClusters: number;
+  /** The scrubber copies the live clusters of SCOs keeping less than this fraction live. Default 0.9. */
+  scrubLiveFractionKeep: number;
+  /** Objects a scrub replaced are deleted this long after it (readers may still hold them). Default 60 s. */
+  scrubGracePeriodMs: number;
 }
 
 export interface VPoolConfig extends Partial<VPoolSettings> {
@@ -55,6 +59,57 @@ export interface VolumeInfo {
   state: VolumeState;
   /** Why the vDisk is failed, when it is. */
   error?: string;
+  /** A template is read-only; clones can be made from it without naming a snapshot. */
+  template: boolean;
+  /** The snapshot this vDisk was cloned from (zero copy: unwritten clusters read from it). */
+  parent?: CloneParent;
+  snapshotCount: number;
+  /** A snapshot was deleted since the last scrub: the scrubber has garbage to collect. */
+  scrubPending: boolean;
+}
+
+/** Snapshot names: 1-63 of [A-Za-z0-9._-], starting with a letter or digit (never '@' or '/'). */
+export const SNAPSHOT_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+
+export interface CloneParent {
+  volume: string;
+  snapshot: string;
+}
+
+export interface SnapshotInfo {
+  name: string;
+  uuid: string;
+  createdAt: string;
+  /** Size of the vDisk when the snapshot was taken. */
+  sizeBytes: number;
+  /** Every TLog of the snapshot is on the backend: it survives the loss of the local disk, and can be cloned. */
+  synced: boolean;
+  /** vDisks of this vPool cloned from this snapshot; a snapshot with clones cannot be deleted. */
+  clones: string[];
+}
+
+export interface ScrubProgress {
+  /** What the scrubber is doing: "collecting", "rewriting", "applying", "deleting". */
+  phase: string;
+  done: number;
+  total: number;
+}
+
+export interface ScrubResult {
+  /** SCOs whose live clusters were copied into new SCOs. */
+  scosRewritten: number;
+  /** Backend objects (SCOs and TLogs) deleted as garbage, now or after the grace period. */
+  objectsCollected: number;
+  /** Backend bytes of the vDisk's SCOs and TLogs before and after. */
+  backendBytesBefore: number;
+  backendBytesAfter: number;
+}
+
+/** A read-only view of a snapshot (the NBD export VDISK@SNAP). Close it when done. */
+export interface SnapshotDevice extends BlockDevice {
+  readonly volume: string;
+  readonly snapshot: string;
+  close(): Promise<void>;
 }
 
 export interface VolumeStats {
@@ -95,8 +150,40 @@ export interface VPool {
   createVolume(name: string, sizeBytes: number): Promise<Volume>;
   getVolume(name: string): Volume | undefined;
   listVolumes(): VolumeInfo[];
-  /** Closes the vDisk and deletes its local data and its backend namespace. */
+  /** Closes the vDisk and deletes its local data and its backend namespace. Refused (Exists) while it has clones. */
   deleteVolume(name: string): Promise<void>;
+  /**
+   * Takes a snapshot at a request boundary: instant (seals the open SCO and TLog, records the
+   * snapshot). It reaches the backend with the TLogs it covers (`synced`). Names are unique per vDisk.
+   */
+  createSnapshot(volume: string, snapshot: string): Promise<SnapshotInfo>;
+  /** The vDisk's snapshots, oldest first. */
+  listSnapshots(volume: string): SnapshotInfo[];
+  /**
+   * Deletes a snapshot: its TLogs merge into the next one and the vDisk is marked for scrubbing.
+   * Refused (Exists) while vDisks are cloned from it.
+   */
+  deleteSnapshot(volume: string, snapshot: string): Promise<void>;
+  /**
+   * Rolls the vDisk back to a snapshot: writes after it and the snapshots after it are gone, their
+   * objects are deleted. Waits until everything is on the backend first. Refused (Exists) when a
+   * later snapshot has clones. Returns the reopened vDisk (the old Volume object is closed).
+   */
+  rollbackVolume(volume: string, snapshot: string): Promise<Volume>;
+  /**
+   * Clones a new vDisk from a snapshot (zero copy). With no snapshot named, the source must be a
+   * template and its latest snapshot is used. The snapshot is made synced first if it is not.
+   */
+  cloneVolume(name: string, from: { volume: string; snapshot?: string }): Promise<Volume>;
+  /** Marks a vDisk as a template: snapshots what it holds, then refuses writes (ReadOnly). */
+  setTemplate(volume: string): Promise<void>;
+  /**
+   * Scrubs a vDisk: rewrites SCOs whose live fraction is under the vPool's scrub threshold, rewrites
+   * the TLogs, applies the result atomically and collects the garbage. Resolves when done.
+   */
+  scrubVolume(volume: string, options?: { onProgress?: (progress: ScrubProgress) => void }): Promise<ScrubResult>;
+  /** Opens a read-only view of a snapshot. */
+  openSnapshot(volume: string, snapshot: string): Promise<SnapshotDevice>;
   /** Clean shutdown: flush, seal, upload everything (bounded by timeoutMs, default 25 s), close. */
   close(options?: { timeoutMs?: number }): Promise<void>;
   /** Test hook: stop at once as a killed process would, dropping anything not yet written to local files. */

@@ -18,6 +18,13 @@ export interface ScoHeader {
   volumeUuid: string;
 }
 
+/**
+ * SCOs the scrubber writes are numbered from here (the journal's numbers stay below it: 2^31 SCOs of
+ * 4 MiB or more is far beyond any vDisk), so the two never collide and a restore never continues the
+ * journal's numbering from a scrubbed SCO's.
+ */
+export const SCRUB_SCO_NUMBER_BASE = 0x8000_0000;
+
 export function scoObjectKey(scoNumber: number): string {
   return `sco/${scoNumber.toString(16).padStart(16, "0")}`;
 }

@@ -23,11 +23,26 @@ export interface TlogHeader {
 }
 
 export type TlogEntry =
-  | { type: typeof ENTRY_WRITE; clusterAddress: number; scoNumber: number; scoOffset: number; dataCrc: number; endOfRequest: boolean }
+  | {
+    type: typeof ENTRY_WRITE; clusterAddress: number; scoNumber: number; scoOffset: number; dataCrc: number; endOfRequest: boolean;
+    /** A scrub moved the cluster's data (same bytes, new place); the SCO is not this TLog's. */
+    relocation: boolean;
+  }
   | { type: typeof ENTRY_TRIM; clusterAddress: number; clusterCount: number; endOfRequest: boolean };
 
 /** Entry flag (byte 3): the last entry of one client request. Replay of a torn TLog stops after such an entry. */
 export const FLAG_END_OF_REQUEST = 1;
+/**
+ * Entry flag (byte 3, WRITE only): a relocation written by the owner when it applies a scrub: the
+ * cluster's data moved, unchanged, to a SCO that a scrubbed TLog names. Replaying the whole history
+ * makes it a no-op; it brings the local metadata along. Its SCO is on the backend, not local, and
+ * is not this TLog's: replay does not check it against a local SCO, and nothing counts it as the
+ * TLog's own SCO (uploads, garbage collection).
+ */
+export const FLAG_RELOCATION = 2;
+
+/** TLogs the scrubber writes are numbered from here (2^40); the journal's stay below. */
+export const SCRUB_TLOG_NUMBER_BASE = 2 ** 40;
 
 export function tlogObjectKey(tlogNumber: number): string {
   return `tlog/${tlogNumber.toString(16).padStart(16, "0")}`;
@@ -80,9 +95,9 @@ function writeCommon(buffer: Buffer, position: number, type: number, clusterAddr
 
 export function encodeWriteEntry(
   buffer: Buffer, position: number, sequence: number,
-  clusterAddress: number, scoNumber: number, scoOffset: number, dataCrc: number, endOfRequest: boolean,
+  clusterAddress: number, scoNumber: number, scoOffset: number, dataCrc: number, endOfRequest: boolean, relocation = false,
 ): void {
-  writeCommon(buffer, position, ENTRY_WRITE, clusterAddress, sequence, endOfRequest ? FLAG_END_OF_REQUEST : 0);
+  writeCommon(buffer, position, ENTRY_WRITE, clusterAddress, sequence, (endOfRequest ? FLAG_END_OF_REQUEST : 0) | (relocation ? FLAG_RELOCATION : 0));
   buffer.writeUInt32LE(dataCrc, position + 4);
   buffer.writeUInt32LE(scoNumber, position + 16);
   buffer.writeUInt32LE(scoOffset, position + 20);
@@ -153,7 +168,7 @@ export function decodeTlog(buffer: Buffer): DecodedTlog {
     const endOfRequest = (entry.readUInt8(3) & FLAG_END_OF_REQUEST) !== 0;
     if (type === ENTRY_WRITE) {
       entries.push({
-        type: ENTRY_WRITE, clusterAddress, endOfRequest,
+        type: ENTRY_WRITE, clusterAddress, endOfRequest, relocation: (entry.readUInt8(3) & FLAG_RELOCATION) !== 0,
         dataCrc: entry.readUInt32LE(4), scoNumber: entry.readUInt32LE(16), scoOffset: entry.readUInt32LE(20),
       });
     } else if (type === ENTRY_TRIM) {
