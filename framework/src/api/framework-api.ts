@@ -1,15 +1,17 @@
-// The framework API (what `ovs` talks to): /api/vdisks and /api/health, one plugin each, with the
-// project's shared Fastify settings and error handling. It listens on loopback by default; it has
-// no authentication yet.
+// The framework API (what `ovs` talks to): /api/vdisks, /api/tasks and /api/health, one plugin each,
+// with the project's shared Fastify settings and error handling. It listens on loopback by default;
+// it has no authentication yet.
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import { createApiServer } from "../../../volumedriver/src/storagedriver/api-server.ts";
 import { installErrorHandlers } from "../../../volumedriver/src/storagedriver/http-errors.ts";
 import { healthRoutes } from "./health-routes.ts";
 import type { StorageDriverClient } from "./storagedriver-client.ts";
+import { MANAGEMENT_ROUTE_LIST } from "../../../volumedriver/src/storagedriver/management-api.ts";
+import { taskRoutes } from "./task-routes.ts";
 import { vdiskRoutes } from "./vdisk-routes.ts";
 
-export const FRAMEWORK_ROUTES = "POST /api/vdisks, GET /api/vdisks, GET /api/vdisks/:name, DELETE /api/vdisks/:name, GET /api/health";
+export const FRAMEWORK_ROUTES = MANAGEMENT_ROUTE_LIST.map((route) => route.replace(" /", " /api/")).join(", ");
 
 export interface FrameworkApiOptions {
   storagedriver: StorageDriverClient;
@@ -21,6 +23,7 @@ export function buildFrameworkApi(options: FrameworkApiOptions): FastifyInstance
   const app = createApiServer(options.logger);
   installErrorHandlers(app, FRAMEWORK_ROUTES);
   void app.register(vdiskRoutes(options.storagedriver), { prefix: "/api" });
+  void app.register(taskRoutes(options.storagedriver), { prefix: "/api" });
   void app.register(healthRoutes(options.storagedriver, options.nowMs ?? Date.now), { prefix: "/api" });
   return app;
 }

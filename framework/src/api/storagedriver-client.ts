@@ -2,6 +2,7 @@
 // StorageDriver's answers as they are) and by `ovs up`. A StorageDriver that cannot be reached is an
 // operating error (it may be restarting): HttpError 503 UNAVAILABLE, with what to do.
 import { HttpError } from "../../../volumedriver/src/storagedriver/http-errors.ts";
+import type { CreateVdiskBody } from "../../../volumedriver/src/storagedriver/vdisk-schemas.ts";
 
 /** Management calls are small, but creating or deleting a vDisk touches the backend. */
 export const STORAGEDRIVER_REQUEST_TIMEOUT_MS = 60_000;
@@ -10,6 +11,8 @@ export interface StorageDriverResponse {
   statusCode: number;
   /** Parsed JSON body; undefined for an empty body (204). */
   body: unknown;
+  /** The Location header (a started task: /tasks/ID), when there is one. */
+  location?: string;
 }
 
 export class StorageDriverClient {
@@ -43,18 +46,25 @@ export class StorageDriverClient {
       const reason = describeFetchError(error);
       throw new HttpError(503, "UNAVAILABLE", `the StorageDriver of vPool ${this.vpool} at ${this.baseUrl} is not reachable (${reason}): it may be restarting; retry in a few seconds, and see ${this.logHint} if it persists`, { cause: error });
     }
+    const location = response.headers.get("location") ?? undefined;
+    const answer = { statusCode: response.status, ...(location === undefined ? {} : { location }) };
     if (text.length === 0) {
-      return { statusCode: response.status, body: undefined };
+      return { ...answer, body: undefined };
     }
     try {
-      return { statusCode: response.status, body: JSON.parse(text) as unknown };
+      return { ...answer, body: JSON.parse(text) as unknown };
     } catch (error) {
       throw new HttpError(502, "BAD_GATEWAY", `the StorageDriver of vPool ${this.vpool} answered ${method} ${pathname} with something that is not JSON: see ${this.logHint}`, { cause: error });
     }
   }
 
   createVdisk(name: string, sizeBytes: number): Promise<StorageDriverResponse> {
-    return this.request("POST", "/vdisks", { name, size: sizeBytes });
+    return this.createVdiskFrom({ name, size: sizeBytes });
+  }
+
+  /** A new vDisk ({name, size}) or a clone ({name, parent}). */
+  createVdiskFrom(body: CreateVdiskBody): Promise<StorageDriverResponse> {
+    return this.request("POST", "/vdisks", body);
   }
 
   listVdisks(): Promise<StorageDriverResponse> {
@@ -62,16 +72,53 @@ export class StorageDriverClient {
   }
 
   getVdisk(name: string): Promise<StorageDriverResponse> {
-    return this.request("GET", `/vdisks/${encodeURIComponent(name)}`);
+    return this.request("GET", vdiskPath(name));
   }
 
   deleteVdisk(name: string): Promise<StorageDriverResponse> {
-    return this.request("DELETE", `/vdisks/${encodeURIComponent(name)}`);
+    return this.request("DELETE", vdiskPath(name));
+  }
+
+  createSnapshot(vdisk: string, snapshot: string): Promise<StorageDriverResponse> {
+    return this.request("POST", `${vdiskPath(vdisk)}/snapshots`, { name: snapshot });
+  }
+
+  listSnapshots(vdisk: string): Promise<StorageDriverResponse> {
+    return this.request("GET", `${vdiskPath(vdisk)}/snapshots`);
+  }
+
+  deleteSnapshot(vdisk: string, snapshot: string): Promise<StorageDriverResponse> {
+    return this.request("DELETE", `${vdiskPath(vdisk)}/snapshots/${encodeURIComponent(snapshot)}`);
+  }
+
+  rollbackVdisk(vdisk: string, snapshot: string): Promise<StorageDriverResponse> {
+    return this.request("POST", `${vdiskPath(vdisk)}/rollback`, { snapshot });
+  }
+
+  setTemplate(vdisk: string): Promise<StorageDriverResponse> {
+    return this.request("POST", `${vdiskPath(vdisk)}/template`, {});
+  }
+
+  /** Starts a scrub: 202 {task}, followed with getTask. */
+  scrubVdisk(vdisk: string): Promise<StorageDriverResponse> {
+    return this.request("POST", `${vdiskPath(vdisk)}/scrub`, {});
+  }
+
+  listTasks(): Promise<StorageDriverResponse> {
+    return this.request("GET", "/tasks");
+  }
+
+  getTask(id: string): Promise<StorageDriverResponse> {
+    return this.request("GET", `/tasks/${encodeURIComponent(id)}`);
   }
 
   health(): Promise<StorageDriverResponse> {
     return this.request("GET", "/health");
   }
+}
+
+function vdiskPath(name: string): string {
+  return `/vdisks/${encodeURIComponent(name)}`;
 }
 
 /** "connect ECONNREFUSED 127.0.0.1:8510", "timed out after 60000 ms": fetch hides the cause one level down. */

@@ -1,19 +1,26 @@
-// /api/vdisks: the framework's vDisk resource. Requests are validated here with the same schemas as
-// at the StorageDriver, sizes are turned into bytes, and the call is forwarded; the StorageDriver's
-// answer (success or error) goes back to the caller unchanged.
+// /api/vdisks: the framework's vDisk resource, with its snapshots, rollback, templates and scrubs.
+// Requests are validated here with the same schemas (and the same extra checks) as at the
+// StorageDriver, sizes are turned into bytes, and the call is forwarded; the StorageDriver's answer
+// (success or error) goes back to the caller unchanged.
 import type { FastifyPluginAsync, FastifyReply } from "fastify";
-import { parseVdiskSizeBytes } from "../../../volumedriver/src/storagedriver/size.ts";
-import { createVdiskBodySchema, vdiskParamsSchema, type CreateVdiskBody, type VdiskParams } from "../../../volumedriver/src/storagedriver/vdisk-schemas.ts";
+import { allowEmptyBody, decodeCreateVdiskBody, encodeCreateVdiskBody } from "../../../volumedriver/src/storagedriver/vdisk-requests.ts";
+import {
+  createSnapshotBodySchema, createVdiskBodySchema, emptyBodySchema, rollbackBodySchema, snapshotParamsSchema, vdiskParamsSchema,
+  type CreateSnapshotBody, type CreateVdiskBody, type RollbackBody, type SnapshotParams, type VdiskParams,
+} from "../../../volumedriver/src/storagedriver/vdisk-schemas.ts";
 import type { StorageDriverClient, StorageDriverResponse } from "./storagedriver-client.ts";
+
+/** Sends the StorageDriver's answer on as it is (status, body, and where a started task is followed). */
+export function forward(reply: FastifyReply, response: StorageDriverResponse): FastifyReply {
+  if (response.location !== undefined) void reply.header("location", `/api${response.location}`);
+  return reply.code(response.statusCode).send(response.body);
+}
 
 export function vdiskRoutes(storagedriver: StorageDriverClient): FastifyPluginAsync {
   return async (app) => {
-    const forward = (reply: FastifyReply, response: StorageDriverResponse): FastifyReply =>
-      reply.code(response.statusCode).send(response.body);
-
     app.post<{ Body: CreateVdiskBody }>("/vdisks", { schema: { body: createVdiskBodySchema } }, async (request, reply) => {
-      const sizeBytes = parseVdiskSizeBytes(request.body.size);
-      return forward(reply, await storagedriver.createVdisk(request.body.name, sizeBytes));
+      const decoded = decodeCreateVdiskBody(request.body);
+      return forward(reply, await storagedriver.createVdiskFrom(encodeCreateVdiskBody(decoded)));
     });
 
     app.get("/vdisks", async (_request, reply) => forward(reply, await storagedriver.listVdisks()));
@@ -23,5 +30,27 @@ export function vdiskRoutes(storagedriver: StorageDriverClient): FastifyPluginAs
 
     app.delete<{ Params: VdiskParams }>("/vdisks/:name", { schema: { params: vdiskParamsSchema } }, async (request, reply) =>
       forward(reply, await storagedriver.deleteVdisk(request.params.name)));
+
+    app.post<{ Params: VdiskParams; Body: CreateSnapshotBody }>("/vdisks/:name/snapshots",
+      { schema: { params: vdiskParamsSchema, body: createSnapshotBodySchema } }, async (request, reply) =>
+        forward(reply, await storagedriver.createSnapshot(request.params.name, request.body.name)));
+
+    app.get<{ Params: VdiskParams }>("/vdisks/:name/snapshots", { schema: { params: vdiskParamsSchema } }, async (request, reply) =>
+      forward(reply, await storagedriver.listSnapshots(request.params.name)));
+
+    app.delete<{ Params: SnapshotParams }>("/vdisks/:name/snapshots/:snapshot", { schema: { params: snapshotParamsSchema } }, async (request, reply) =>
+      forward(reply, await storagedriver.deleteSnapshot(request.params.name, request.params.snapshot)));
+
+    app.post<{ Params: VdiskParams; Body: RollbackBody }>("/vdisks/:name/rollback",
+      { schema: { params: vdiskParamsSchema, body: rollbackBodySchema } }, async (request, reply) =>
+        forward(reply, await storagedriver.rollbackVdisk(request.params.name, request.body.snapshot)));
+
+    app.post<{ Params: VdiskParams }>("/vdisks/:name/template",
+      { schema: { params: vdiskParamsSchema, body: emptyBodySchema }, preValidation: allowEmptyBody }, async (request, reply) =>
+        forward(reply, await storagedriver.setTemplate(request.params.name)));
+
+    app.post<{ Params: VdiskParams }>("/vdisks/:name/scrub",
+      { schema: { params: vdiskParamsSchema, body: emptyBodySchema }, preValidation: allowEmptyBody }, async (request, reply) =>
+        forward(reply, await storagedriver.scrubVdisk(request.params.name)));
   };
 }

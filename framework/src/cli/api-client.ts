@@ -1,5 +1,6 @@
 // The CLI's client of the framework API. Every failure becomes a CliError whose message says what
 // to do: start the cluster, fix the name, and so on; the CLI prints it and exits non-zero.
+import type { Command } from "commander";
 import { describeFetchError } from "../api/storagedriver-client.ts";
 
 export const API_URL_DEFAULT = "http://127.0.0.1:8500";
@@ -56,4 +57,14 @@ export class FrameworkApiClient {
     }
     return parsed;
   }
+}
+
+/** The client of the API a command was pointed at (--api, OVS_API or the default). */
+export function apiClientOf(command: Command): FrameworkApiClient {
+  return new FrameworkApiClient(command.optsWithGlobals<{ api: string }>().api);
+}
+
+/** Path of a vDisk under /api. */
+export function vdiskPath(name: string): string {
+  return `/vdisks/${encodeURIComponent(name)}`;
 }

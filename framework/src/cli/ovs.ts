@@ -1,11 +1,14 @@
 // The `ovs` command: `ovs up` runs a single-host cluster, `ovs storagedriver run` one StorageDriver
-// process, `ovs vdisk ...` manages vDisks through the framework API. Heavy modules are imported by
-// the command that needs them, so `ovs vdisk ls` starts fast. Exit codes: 0 success, 1 failure
-// (the message on stderr says what to do), commander's own codes for usage errors.
+// process, `ovs vdisk ...` manages vDisks and their snapshots and `ovs task ...` follows background
+// tasks, through the framework API. Heavy modules are imported by the command that needs them, so
+// `ovs vdisk ls` starts fast. Exit codes: 0 success, 1 failure (the message on stderr says what to
+// do), commander's own codes for usage errors.
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { API_URL_DEFAULT } from "./api-client.ts";
+import { registerSnapshotCommands } from "./snapshot-commands.ts";
+import { registerTaskCommands } from "./task-commands.ts";
 import { registerVdiskCommands } from "./vdisk-commands.ts";
 
 const packageJson = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
@@ -88,6 +91,7 @@ program.command("storagedriver")
     process.exit(await runStorageDriver(config));
   }));
 
-registerVdiskCommands(program, run, print);
+registerSnapshotCommands(registerVdiskCommands(program, run, print), run, print);
+registerTaskCommands(program, run, print);
 
 await program.parseAsync(process.argv);

@@ -1,11 +1,12 @@
-// `ovs vdisk ...`: create, ls, show and rm over the framework API.
+// `ovs vdisk ...`: create, clone, ls, show, rm, set-template over the framework API. Snapshots,
+// rollback and scrub are in snapshot-commands.ts, on the same `vdisk` command.
 import type { Command } from "commander";
 import { formatSizeBytes, parseVdiskSizeBytes, SizeError } from "../../../volumedriver/src/storagedriver/size.ts";
-import { CliError, FrameworkApiClient } from "./api-client.ts";
-import { formatTable } from "./table.ts";
+import { apiClientOf, CliError, vdiskPath } from "./api-client.ts";
+import { formatKeyValues, formatTable } from "./table.ts";
 
 /** The fields of a vDisk the CLI shows; the API returns more (see GET /api/vdisks/:name). */
-interface VdiskInfo {
+export interface VdiskInfo {
   name: string;
   vpool: string;
   sizeBytes: number;
@@ -13,14 +14,28 @@ interface VdiskInfo {
   createdAt: string;
   uuid?: string;
   namespace?: string;
+  error?: string;
+  template?: boolean;
+  parent?: { volume: string; snapshot: string };
+  snapshotCount?: number;
+  scrubPending?: boolean;
   stats?: Record<string, number>;
 }
 
-type Print = (text: string) => void;
+export type Print = (text: string) => void;
+export type Run = (action: () => Promise<void>) => Promise<void>;
 
-export function registerVdiskCommands(program: Command, run: (action: () => Promise<void>) => Promise<void>, print: Print): void {
-  const clientOf = (command: Command): FrameworkApiClient => new FrameworkApiClient(command.optsWithGlobals<{ api: string }>().api);
-  const vdisk = program.command("vdisk").description("manage vDisks through the framework API");
+function parentText(info: VdiskInfo): string {
+  return info.parent === undefined ? "-" : `${info.parent.volume}@${info.parent.snapshot}`;
+}
+
+function yesNo(value: boolean | undefined): string {
+  return value === true ? "yes" : "no";
+}
+
+/** Registers `ovs vdisk` and its vDisk commands; returns it so other files can add theirs. */
+export function registerVdiskCommands(program: Command, run: Run, print: Print): Command {
+  const vdisk = program.command("vdisk").description("manage vDisks, their snapshots and clones through the framework API");
 
   vdisk.command("create")
     .description("create a thin vDisk")
@@ -33,8 +48,17 @@ export function registerVdiskCommands(program: Command, run: (action: () => Prom
       } catch (error) {
         throw error instanceof SizeError ? new CliError(`--size: ${error.message}`) : error;
       }
-      const created = await clientOf(command).request("POST", "/vdisks", { name, size: sizeBytes }) as VdiskInfo;
+      const created = await apiClientOf(command).request("POST", "/vdisks", { name, size: sizeBytes }) as VdiskInfo;
       print(`created vDisk ${created.name} (${formatSizeBytes(created.sizeBytes)}) in vPool ${created.vpool}`);
+    }));
+
+  vdisk.command("clone")
+    .description("create a vDisk from a snapshot (zero copy: unwritten data is read from the snapshot)")
+    .argument("<name>", "name of the new vDisk")
+    .requiredOption("--from <parent>", "VDISK@SNAPSHOT, or VDISK for the latest snapshot of a template")
+    .action((name: string, options: { from: string }, command: Command) => run(async () => {
+      const created = await apiClientOf(command).request("POST", "/vdisks", { name, parent: options.from }) as VdiskInfo;
+      print(`cloned vDisk ${created.name} (${formatSizeBytes(created.sizeBytes)}) from ${parentText(created)} in vPool ${created.vpool}`);
     }));
 
   vdisk.command("ls")
@@ -42,7 +66,7 @@ export function registerVdiskCommands(program: Command, run: (action: () => Prom
     .description("list the vDisks")
     .option("--json", "print the API's JSON instead of a table")
     .action((options: { json?: boolean }, command: Command) => run(async () => {
-      const listed = await clientOf(command).request("GET", "/vdisks") as { vdisks: VdiskInfo[] };
+      const listed = await apiClientOf(command).request("GET", "/vdisks") as { vdisks: VdiskInfo[] };
       if (options.json === true) {
         print(JSON.stringify(listed.vdisks, null, 2));
         return;
@@ -53,8 +77,9 @@ export function registerVdiskCommands(program: Command, run: (action: () => Prom
       }
       const rows = [...listed.vdisks]
         .sort((a, b) => a.name.localeCompare(b.name))
-        .map((info) => [info.name, formatSizeBytes(info.sizeBytes), info.state, info.vpool, info.createdAt]);
-      print(formatTable(["name", "size", "state", "vpool", "created"], rows));
+        .map((info) => [info.name, formatSizeBytes(info.sizeBytes), info.state, String(info.snapshotCount ?? 0), yesNo(info.template),
+          parentText(info), info.vpool, info.createdAt]);
+      print(formatTable(["name", "size", "state", "snapshots", "template", "parent", "vpool", "created"], rows));
     }));
 
   vdisk.command("show")
@@ -62,7 +87,7 @@ export function registerVdiskCommands(program: Command, run: (action: () => Prom
     .argument("<name>", "vDisk name")
     .option("--json", "print the API's JSON")
     .action((name: string, options: { json?: boolean }, command: Command) => run(async () => {
-      const info = await clientOf(command).request("GET", `/vdisks/${encodeURIComponent(name)}`) as VdiskInfo;
+      const info = await apiClientOf(command).request("GET", vdiskPath(name)) as VdiskInfo;
       if (options.json === true) {
         print(JSON.stringify(info, null, 2));
         return;
@@ -70,22 +95,34 @@ export function registerVdiskCommands(program: Command, run: (action: () => Prom
       const lines: Array<[string, string]> = [
         ["name", info.name], ["vpool", info.vpool], ["size", `${formatSizeBytes(info.sizeBytes)} (${info.sizeBytes} bytes)`],
         ["state", info.state], ["created", info.createdAt],
+        ["template", yesNo(info.template)], ["parent", parentText(info)], ["snapshots", String(info.snapshotCount ?? 0)],
+        ["scrub pending", yesNo(info.scrubPending)],
       ];
+      if (info.error !== undefined) lines.push(["error", info.error]);
       if (info.uuid !== undefined) lines.push(["uuid", info.uuid]);
       if (info.namespace !== undefined) lines.push(["namespace", info.namespace]);
       for (const [key, value] of Object.entries(info.stats ?? {})) {
         lines.push([`stats.${key}`, String(value)]);
       }
-      const width = Math.max(...lines.map(([key]) => key.length));
-      print(lines.map(([key, value]) => `${key.padEnd(width)}  ${value}`).join("\n"));
+      print(formatKeyValues(lines));
+    }));
+
+  vdisk.command("set-template")
+    .description("make a vDisk a template: snapshot what it holds, then refuse writes; clone it with --from NAME")
+    .argument("<name>", "vDisk name")
+    .action((name: string, _options: unknown, command: Command) => run(async () => {
+      await apiClientOf(command).request("POST", `${vdiskPath(name)}/template`, {});
+      print(`vDisk ${name} is now a template (read-only): clone it with \`ovs vdisk clone NEW --from ${name}\``);
     }));
 
   vdisk.command("rm")
     .alias("remove")
-    .description("delete a vDisk and its data on the backend")
+    .description("delete a vDisk and its data on the backend (refused while it has clones)")
     .argument("<name>", "vDisk name")
     .action((name: string, _options: unknown, command: Command) => run(async () => {
-      await clientOf(command).request("DELETE", `/vdisks/${encodeURIComponent(name)}`);
+      await apiClientOf(command).request("DELETE", vdiskPath(name));
       print(`removed vDisk ${name}`);
     }));
+
+  return vdisk;
 }

@@ -15,7 +15,8 @@ export function createApiServer(logger: Logger | undefined): FastifyInstance {
     // A silent logger rather than none, so the instance has one type whether or not it logs.
     loggerInstance: (logger ?? pino({ level: "silent" })) as FastifyBaseLogger,
     bodyLimit: MANAGEMENT_BODY_SIZE_BYTES_MAX,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true, allowUnionTypes: true } },
+    // verbose: failures carry their schema, whose description is the hint shown to the caller.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true, allowUnionTypes: true, verbose: true } },
     return503OnClosing: true,
     forceCloseConnections: "idle",
   });

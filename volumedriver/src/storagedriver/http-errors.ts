@@ -3,11 +3,13 @@
 // Codes (documented in volumedriver/README.md, "Management API"):
 //   INVALID_REQUEST 400   the body or path does not match its schema, or a size is out of limits
 //   OUT_OF_RANGE    400   the request names a range outside the vDisk
-//   NOT_FOUND       404   no vDisk of that name
+//   NOT_FOUND       404   no vDisk, snapshot or task of that name
 //   ROUTE_NOT_FOUND 404   no such endpoint
-//   EXISTS          409   a vDisk of that name exists already
-//   READ_ONLY       409   the vDisk is read-only
+//   EXISTS          409   the name is taken, something depends on it (clones), or the task is under way
+//   READ_ONLY       409   the vDisk is read-only (a template); 409 rather than 403: it is the vDisk's
+//                         state that refuses, not the caller's rights (403 is kept for authorization)
 //   CLOSED          503   the vPool is shutting down
+//   BUSY            503   too many tasks are waiting: retry later
 //   UNAVAILABLE     503   the StorageDriver behind the framework API is not reachable
 //   IO_ERROR        500   the backend could not serve the data
 //   INTERNAL        500   a bug: see the log
@@ -38,12 +40,12 @@ export class HttpError extends Error {
 }
 
 const VOLUME_ERROR_RESPONSES: Record<VolumeErrorKind, { statusCode: number; code: string; advice: string }> = {
-  Exists: { statusCode: 409, code: "EXISTS", advice: "choose another name, or delete the existing vDisk first" },
-  NotFound: { statusCode: 404, code: "NOT_FOUND", advice: "list the vDisks with GET /vdisks (ovs vdisk ls) and check the name" },
+  Exists: { statusCode: 409, code: "EXISTS", advice: "choose another name, or delete what stands in the way first (the existing vDisk or snapshot, or the clones)" },
+  NotFound: { statusCode: 404, code: "NOT_FOUND", advice: "list the vDisks with GET /vdisks (ovs vdisk ls) or the snapshots with GET /vdisks/NAME/snapshots (ovs vdisk snapshots NAME) and check the name" },
   Invalid: { statusCode: 400, code: "INVALID_REQUEST", advice: "correct the request and send it again" },
   OutOfRange: { statusCode: 400, code: "OUT_OF_RANGE", advice: "keep the range inside the vDisk" },
   Closed: { statusCode: 503, code: "CLOSED", advice: "the vPool is shutting down: retry once the StorageDriver is back" },
-  ReadOnly: { statusCode: 409, code: "READ_ONLY", advice: "the vDisk is read-only: write to a clone instead" },
+  ReadOnly: { statusCode: 409, code: "READ_ONLY", advice: "the vDisk is read-only (a template or a snapshot): write to a clone instead" },
   Io: { statusCode: 500, code: "IO_ERROR", advice: "the backend could not serve the data: check the backend and the StorageDriver log" },
 };
 
@@ -76,22 +78,33 @@ function reply(statusCode: number, code: string, message: string): HttpErrorResp
   return { statusCode, body: { error: { code, message } } };
 }
 
-/** One sentence per failed rule, with the hint of the field: "body/name must match pattern ...: a vDisk name is ...". */
+/** A schema as ajv reports it with `verbose` (api-server.ts): the hint of a field is its description. */
+interface DescribedSchema {
+  description?: unknown;
+  properties?: Record<string, DescribedSchema | undefined>;
+}
+
+/**
+ * One sentence per failed rule, with the hint of the field: "body.name must match pattern ...: a vDisk
+ * name is ...". The hint is the description of the failing schema (ajv's `parentSchema`), or else
+ * the one FIELD_HINTS has for that field.
+ */
 export function validationMessage(errors: FastifySchemaValidationError[], context: string): string {
   return errors.map((failure) => {
+    const parentSchema = (failure as { parentSchema?: DescribedSchema }).parentSchema;
     if (failure.keyword === "required") {
       const field = String(failure.params.missingProperty);
-      return withHint(`${context} must have the field ${JSON.stringify(field)}`, `/${field}`);
+      return withHint(`${context} must have the field ${JSON.stringify(field)}`, parentSchema?.properties?.[field], `/${field}`);
     }
     if (failure.keyword === "additionalProperties") {
       return `${context} has the unknown field ${JSON.stringify(String(failure.params.additionalProperty))}: remove it (check its spelling)`;
     }
-    return withHint(`${context}${failure.instancePath.replaceAll("/", ".")} ${failure.message ?? "is invalid"}`, failure.instancePath);
+    return withHint(`${context}${failure.instancePath.replaceAll("/", ".")} ${failure.message ?? "is invalid"}`, parentSchema, failure.instancePath);
   }).join("; ");
 }
 
-function withHint(message: string, instancePath: string): string {
-  const hint = FIELD_HINTS.get(instancePath);
+function withHint(message: string, schema: DescribedSchema | undefined, instancePath: string): string {
+  const hint = typeof schema?.description === "string" ? schema.description : FIELD_HINTS.get(instancePath);
   return hint === undefined ? message : `${message}: ${hint}`;
 }
 

@@ -1,15 +1,18 @@
-// The StorageDriver's management API: create, list, inspect and delete the vDisks of its vPool, and
-// a health check. One plugin per resource; every body and path parameter has a JSON schema, and every
-// error goes through http-errors.ts. The API only ever listens on loopback: it has no authentication
-// (the framework API in front of it is where users and tokens will be checked).
+// The StorageDriver's management API: create (or clone), list, inspect and delete the vDisks of its
+// vPool, their snapshots, rollback, templates and scrubs (background tasks), and a health check. One
+// plugin per resource; every body and path parameter has a JSON schema, and every error goes through
+// http-errors.ts. The API only ever listens on loopback: it has no authentication (the framework API
+// in front of it is where users and tokens will be checked).
 import type { FastifyInstance, FastifyPluginAsync } from "fastify";
 import type { Logger } from "pino";
-import { VolumeError } from "../engine/block-device.ts";
 import type { VPool } from "../engine/vpool-types.ts";
 import { createApiServer } from "./api-server.ts";
 import type { BackendOperationSummary } from "./backend-opener.ts";
-import { installErrorHandlers } from "./http-errors.ts";
-import { parseVdiskSizeBytes } from "./size.ts";
+import { HttpError, httpErrorResponse, installErrorHandlers } from "./http-errors.ts";
+import { snapshotRoutes } from "./snapshot-routes.ts";
+import { taskRoutes } from "./task-routes.ts";
+import { TaskRegistry } from "./task-registry.ts";
+import { decodeCreateVdiskBody, vdiskNotFound, type CloneSource } from "./vdisk-requests.ts";
 import { createVdiskBodySchema, vdiskParamsSchema, type CreateVdiskBody, type VdiskParams } from "./vdisk-schemas.ts";
 
 export interface ManagementApiOptions {
@@ -18,17 +21,33 @@ export interface ManagementApiOptions {
   backendDescription: string;
   /** Backend requests of one namespace (from the instrumented store), per operation. */
   backendStats?: (namespace: string) => Record<string, BackendOperationSummary>;
+  /** Background tasks (scrubs); one is made if none is given. The owner closes it on stop. */
+  tasks?: TaskRegistry;
   logger?: Logger;
   nowMs?: () => number;
 }
 
+/** The routes of the management API; the framework API serves the same ones under /api. */
+export const MANAGEMENT_ROUTE_LIST: readonly string[] = [
+  "POST /vdisks", "GET /vdisks", "GET /vdisks/:name", "DELETE /vdisks/:name",
+  "POST /vdisks/:name/snapshots", "GET /vdisks/:name/snapshots", "DELETE /vdisks/:name/snapshots/:snapshot",
+  "POST /vdisks/:name/rollback", "POST /vdisks/:name/template", "POST /vdisks/:name/scrub",
+  "GET /tasks", "GET /tasks/:id", "GET /health",
+];
+export const MANAGEMENT_ROUTES = MANAGEMENT_ROUTE_LIST.join(", ");
 
-export const MANAGEMENT_ROUTES = "POST /vdisks, GET /vdisks, GET /vdisks/:name, DELETE /vdisks/:name, GET /health";
+/** The registry of background tasks a StorageDriver keeps, with errors told as the API tells them. */
+export function createTaskRegistry(nowMs?: () => number): TaskRegistry {
+  return new TaskRegistry({ describeError: (error) => httpErrorResponse(error).body.error, ...(nowMs === undefined ? {} : { nowMs }) });
+}
 
 export function buildManagementApi(options: ManagementApiOptions): FastifyInstance {
   const app = createApiServer(options.logger);
+  const tasks = options.tasks ?? createTaskRegistry(options.nowMs);
   installErrorHandlers(app, MANAGEMENT_ROUTES);
   void app.register(vdiskRoutes(options.vpool, options.backendStats));
+  void app.register(snapshotRoutes(options.vpool, tasks));
+  void app.register(taskRoutes(tasks));
   void app.register(healthRoutes(options));
   return app;
 }
@@ -36,10 +55,17 @@ export function buildManagementApi(options: ManagementApiOptions): FastifyInstan
 function vdiskRoutes(vpool: VPool, backendStats: ManagementApiOptions["backendStats"]): FastifyPluginAsync {
   return async (app) => {
     app.post<{ Body: CreateVdiskBody }>("/vdisks", { schema: { body: createVdiskBodySchema } }, async (request, reply) => {
-      const sizeBytes = parseVdiskSizeBytes(request.body.size);
-      const volume = await vpool.createVolume(request.body.name, sizeBytes);
-      request.log.info({ vdisk: request.body.name, sizeBytes }, "vDisk created");
-      return reply.code(201).send(volume.info());
+      const decoded = decodeCreateVdiskBody(request.body);
+      if (decoded.kind === "create") {
+        const volume = await vpool.createVolume(decoded.name, decoded.sizeBytes);
+        request.log.info({ vdisk: decoded.name, sizeBytes: decoded.sizeBytes }, "vDisk created");
+        return reply.code(201).send(volume.info());
+      }
+      if (decoded.sizeBytes !== undefined) checkCloneSize(vpool, decoded.from, decoded.sizeBytes);
+      const volume = await vpool.cloneVolume(decoded.name, decoded.from);
+      const info = volume.info();
+      request.log.info({ vdisk: decoded.name, parent: info.parent }, "vDisk cloned");
+      return reply.code(201).send(info);
     });
 
     app.get("/vdisks", async () => ({ vdisks: vpool.listVolumes() }));
@@ -54,13 +80,14 @@ function vdiskRoutes(vpool: VPool, backendStats: ManagementApiOptions["backendSt
       // A vDisk that failed to open is listed (with its error) but has no statistics.
       const listed = vpool.listVolumes().find((info) => info.name === name);
       if (listed === undefined) {
-        throw notFound(vpool, name);
+        throw vdiskNotFound(vpool, name);
       }
       return listed;
     });
 
     app.delete<{ Params: VdiskParams }>("/vdisks/:name", { schema: { params: vdiskParamsSchema } }, async (request, reply) => {
-      // The engine refuses missing names (NotFound) and can delete vDisks that failed to open.
+      // The engine refuses missing names (NotFound), vDisks with clones (Exists), and can delete
+      // vDisks that failed to open.
       await vpool.deleteVolume(request.params.name);
       request.log.info({ vdisk: request.params.name }, "vDisk deleted");
       return reply.code(204).send();
@@ -68,8 +95,18 @@ function vdiskRoutes(vpool: VPool, backendStats: ManagementApiOptions["backendSt
   };
 }
 
-function notFound(vpool: VPool, name: string): VolumeError {
-  return new VolumeError("NotFound", `no vDisk named ${name} in vPool ${vpool.name}`);
+/**
+ * A clone has the size of its snapshot (vDisks cannot be resized yet), so a size given with a parent
+ * must be that size: a different one is refused rather than silently ignored. A parent the engine
+ * will refuse anyway (no such vDisk or snapshot) is left to it, for one message per mistake.
+ */
+function checkCloneSize(vpool: VPool, from: CloneSource, sizeBytes: number): void {
+  if (vpool.getVolume(from.volume) === undefined) return;
+  const snapshots = vpool.listSnapshots(from.volume);
+  const snapshot = from.snapshot === undefined ? snapshots.at(-1) : snapshots.find((candidate) => candidate.name === from.snapshot);
+  if (snapshot !== undefined && snapshot.sizeBytes !== sizeBytes) {
+    throw new HttpError(400, "INVALID_REQUEST", `a clone has the size of its snapshot (${snapshot.sizeBytes} bytes), not ${sizeBytes}: leave "size" out`);
+  }
 }
 
 function healthRoutes(options: ManagementApiOptions): FastifyPluginAsync {

@@ -1,10 +1,11 @@
 // The StorageDriver process: hosts the vDisks of one vPool, serves them over NBD (one export per
-// running vDisk) and serves their management API on loopback. Lifecycle: open the backend stack, open
-// the vPool (which discovers the vDisks already in the backend), start the NBD server, listen,
-// announce; on SIGINT, SIGTERM or loss of the parent's IPC channel, close the NBD server first (no
-// new writes; in-flight requests finish), stop accepting management requests, close the vPool
-// (flush, seal, upload; bounded) and exit. A second signal while stopping is ignored: stopping is
-// already under way and is bounded by SHUTDOWN_DEADLINE_MS.
+// running vDisk and one read-only export per snapshot) and serves their management API on loopback.
+// Lifecycle: open the backend stack, open the vPool (which discovers the vDisks already in the
+// backend), start the NBD server, listen, announce; on SIGINT, SIGTERM or loss of the parent's IPC
+// channel, close the NBD server first (no new writes; in-flight requests finish) and the snapshot
+// views it had open, stop accepting management requests and tasks, close the vPool (flush, seal,
+// upload; bounded) and exit; a scrub still running is abandoned with the process. A second signal
+// while stopping is ignored: stopping is already under way and is bounded by SHUTDOWN_DEADLINE_MS.
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { isIP } from "node:net";
@@ -17,8 +18,9 @@ import type { NbdServer } from "../frontends/nbd/nbd-types.ts";
 import { openBackend, summarizeNamespaceStats, type OpenedBackend } from "./backend-opener.ts";
 import { describeBackendSpec } from "./backend-spec.ts";
 import type { NbdFrontendConfig, StorageDriverConfig } from "./config.ts";
-import { buildManagementApi } from "./management-api.ts";
-import { vpoolExportRegistry } from "./nbd-exports.ts";
+import { buildManagementApi, createTaskRegistry } from "./management-api.ts";
+import { vpoolExportRegistry, type VPoolExportRegistry } from "./nbd-exports.ts";
+import type { TaskRegistry } from "./task-registry.ts";
 
 /** How long the vPool may take to flush and upload on shutdown. */
 export const VPOOL_CLOSE_TIMEOUT_MS = 25_000;
@@ -72,6 +74,8 @@ export async function runStorageDriver(config: StorageDriverConfig): Promise<num
   let vpool: VPool | undefined;
   let app: FastifyInstance | undefined;
   let nbd: NbdServer | undefined;
+  let exports: VPoolExportRegistry | undefined;
+  const tasks = createTaskRegistry();
   let stopReason: string | undefined;
   let resolveStopRequested: () => void = () => {};
   const stopRequested = new Promise<void>((resolve) => { resolveStopRequested = resolve; });
@@ -115,12 +119,13 @@ export async function runStorageDriver(config: StorageDriverConfig): Promise<num
     const vdiskCount = vpool.listVolumes().length;
     logger.info({ vdiskCount }, "vPool open");
     if (stopReason === undefined && config.nbd !== undefined) {
-      nbd = await startNbd(config.nbd, vpool, logger);
+      exports = vpoolExportRegistry(vpool, logger.child({ component: "nbd-exports" }));
+      nbd = await startNbd(config.nbd, exports, logger);
     }
     if (stopReason === undefined) {
       const instrumented = backend.instrumented;
       app = buildManagementApi({
-        vpool, backendDescription, logger: logger.child({ component: "management-api" }),
+        vpool, backendDescription, tasks, logger: logger.child({ component: "management-api" }),
         backendStats: (namespace) => summarizeNamespaceStats(instrumented, namespace),
       });
       await app.listen({ host: config.managementApi.host, port: config.managementApi.port });
@@ -140,13 +145,13 @@ export async function runStorageDriver(config: StorageDriverConfig): Promise<num
     const message = startupErrorMessage(error, config);
     logger.error({ err: error }, message);
     process.stderr.write(`storagedriver ${config.vpool}: ${message}\n`);
-    await stop(logger, nbd, app, vpool, backend).catch(() => 1);
+    await stop(logger, { nbd, exports, app, tasks, vpool, backend }).catch(() => 1);
     removePidFile(config.pidFile);
     return 1;
   }
   await stopRequested;
   try {
-    const exitCode = await stop(logger, nbd, app, vpool, backend);
+    const exitCode = await stop(logger, { nbd, exports, app, tasks, vpool, backend });
     if (exitCode === 0) {
       process.stdout.write(`storagedriver ${config.vpool} stopped cleanly\n`);
     }
@@ -157,13 +162,13 @@ export async function runStorageDriver(config: StorageDriverConfig): Promise<num
 }
 
 /** Starts the NBD server over the vPool's running vDisks; a busy port or a bad address says so. */
-async function startNbd(settings: NbdFrontendConfig, vpool: VPool, logger: Logger): Promise<NbdServer> {
+async function startNbd(settings: NbdFrontendConfig, exports: VPoolExportRegistry, logger: Logger): Promise<NbdServer> {
   if (!LOOPBACK_HOSTS.includes(settings.host) && settings.tls?.mode !== "require") {
     logger.warn({ host: settings.host }, "NBD has no authentication: anyone who reaches this address can read and write every vDisk; use TLS (mode require) or keep it on loopback");
   }
   try {
     // The server logs under component "nbd" itself.
-    return await startNbdServer(vpoolExportRegistry(vpool), { ...settings, logger });
+    return await startNbdServer(exports, { ...settings, logger });
   } catch (error) {
     const code = (error as NodeJS.ErrnoException | undefined)?.code;
     const where = `${settings.host}:${settings.port}`;
@@ -174,16 +179,30 @@ async function startNbd(settings: NbdFrontendConfig, vpool: VPool, logger: Logge
   }
 }
 
-async function stop(logger: Logger, nbd: NbdServer | undefined, app: FastifyInstance | undefined, vpool: VPool | undefined, backend: OpenedBackend | undefined): Promise<number> {
+/** What runs, in the order it is stopped. */
+interface Running {
+  nbd: NbdServer | undefined;
+  exports: VPoolExportRegistry | undefined;
+  app: FastifyInstance | undefined;
+  tasks: TaskRegistry;
+  vpool: VPool | undefined;
+  backend: OpenedBackend | undefined;
+}
+
+async function stop(logger: Logger, { nbd, exports, app, tasks, vpool, backend }: Running): Promise<number> {
   let exitCode = 0;
   // NBD first: its clients write; once it is closed no new write can reach the vPool we flush next.
   try {
     await nbd?.close();
+    // Its connections have released their snapshot views; close any the engine still has open.
+    await exports?.close();
   } catch (error) {
     logger.warn({ err: error }, "closing the NBD server failed");
   }
-  // Then stop accepting management requests: requests in flight finish, new ones get 503.
+  // Then stop accepting management requests (in flight ones finish, new ones get 503) and tasks
+  // (waiting ones fail; a running scrub is abandoned when the process exits).
   await app?.close();
+  tasks.close();
   if (vpool !== undefined) {
     try {
       await vpool.close({ timeoutMs: VPOOL_CLOSE_TIMEOUT_MS });

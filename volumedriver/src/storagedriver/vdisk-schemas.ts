@@ -1,14 +1,31 @@
-// JSON schemas of the vDisk management requests, shared by the StorageDriver API and the framework
-// API so that both edges accept exactly the same requests. Each field carries a hint that the error
-// handler appends to a validation failure, so the message says how to write the field correctly.
+// JSON schemas of the vDisk, snapshot and task management requests, shared by the StorageDriver API
+// and the framework API so that both edges accept exactly the same requests. Each field carries a
+// hint (its schema's description) that the error handler appends to a validation failure, so the
+// message says how to write the field correctly.
+import { SNAPSHOT_NAME_PATTERN } from "../engine/vpool-types.ts";
 import { SIZE_TEXT_SCHEMA_PATTERN, VDISK_SIZE_ALIGNMENT_BYTES, VDISK_SIZE_BYTES_MAX } from "./size.ts";
 
 /** vDisk names: 1-63 characters of a-z, 0-9, '_' and '-', starting with a letter or digit. */
 export const VDISK_NAME_PATTERN = "^[a-z0-9][a-z0-9_-]{0,62}$";
 export const VDISK_NAME_HINT = "a vDisk name is 1-63 characters of a-z, 0-9, '_' and '-', starting with a letter or digit";
 export const VDISK_SIZE_HINT = `a vDisk size is a number of bytes (a multiple of ${VDISK_SIZE_ALIGNMENT_BYTES}, at most 64 TiB) or a text like "10G" or "512M"`;
+export const SNAPSHOT_NAME_HINT = "a snapshot name is 1-63 characters of A-Z, a-z, 0-9, '.', '_' and '-', starting with a letter or digit";
+export const CLONE_PARENT_HINT = `a parent is "VDISK@SNAPSHOT" (clone that snapshot) or "VDISK" (clone the latest snapshot of a template)`;
+export const CREATE_VDISK_BODY_HINT = `send a JSON object like {"name": "disk1", "size": "10G"}, or {"name": "clone1", "parent": "disk1@snap1"} for a clone`;
 
-export const vdiskNameSchema = { type: "string", pattern: VDISK_NAME_PATTERN, maxLength: 63 } as const;
+/** Separates the vDisk from the snapshot in a clone parent ("disk1@snap1") and an NBD export name. */
+export const SNAPSHOT_SEPARATOR = "@";
+
+export const vdiskNameSchema = { type: "string", pattern: VDISK_NAME_PATTERN, maxLength: 63, description: VDISK_NAME_HINT } as const;
+
+export const snapshotNameSchema = { type: "string", pattern: SNAPSHOT_NAME_PATTERN.source, maxLength: 63, description: SNAPSHOT_NAME_HINT } as const;
+
+export const cloneParentSchema = {
+  type: "string",
+  pattern: `${VDISK_NAME_PATTERN.slice(0, -1)}(${SNAPSHOT_SEPARATOR}${SNAPSHOT_NAME_PATTERN.source.slice(1, -1)})?$`,
+  maxLength: 127,
+  description: CLONE_PARENT_HINT,
+} as const;
 
 export const vdiskSizeSchema = {
   type: ["integer", "string"],
@@ -19,22 +36,43 @@ export const vdiskSizeSchema = {
   // For texts (their value is checked after parsing):
   pattern: SIZE_TEXT_SCHEMA_PATTERN,
   maxLength: 32,
+  description: VDISK_SIZE_HINT,
 } as const;
 
+/** A new vDisk has a size; a clone has a parent (and the size of its snapshot). */
 export interface CreateVdiskBody {
   name: string;
-  size: number | string;
+  size?: number | string;
+  parent?: string;
 }
 
 export interface VdiskParams {
   name: string;
 }
 
+export interface SnapshotParams {
+  name: string;
+  snapshot: string;
+}
+
+export interface CreateSnapshotBody {
+  name: string;
+}
+
+export interface RollbackBody {
+  snapshot: string;
+}
+
+export interface TaskParams {
+  id: string;
+}
+
 export const createVdiskBodySchema = {
   type: "object",
-  required: ["name", "size"],
+  required: ["name"],
   additionalProperties: false,
-  properties: { name: vdiskNameSchema, size: vdiskSizeSchema },
+  properties: { name: vdiskNameSchema, size: vdiskSizeSchema, parent: cloneParentSchema },
+  description: CREATE_VDISK_BODY_HINT,
 } as const;
 
 export const vdiskParamsSchema = {
@@ -44,9 +82,48 @@ export const vdiskParamsSchema = {
   properties: { name: vdiskNameSchema },
 } as const;
 
-/** Hints by the JSON pointer of the offending field, as ajv reports it in instancePath. */
+export const snapshotParamsSchema = {
+  type: "object",
+  required: ["name", "snapshot"],
+  additionalProperties: false,
+  properties: { name: vdiskNameSchema, snapshot: snapshotNameSchema },
+} as const;
+
+export const createSnapshotBodySchema = {
+  type: "object",
+  required: ["name"],
+  additionalProperties: false,
+  properties: { name: snapshotNameSchema },
+  description: `send a JSON object like {"name": "before-upgrade"}`,
+} as const;
+
+export const rollbackBodySchema = {
+  type: "object",
+  required: ["snapshot"],
+  additionalProperties: false,
+  properties: { snapshot: snapshotNameSchema },
+  description: `send a JSON object like {"snapshot": "before-upgrade"}`,
+} as const;
+
+/** For actions that take no parameters (template, scrub): no body, or {}. See allowEmptyBody (vdisk-requests.ts). */
+export const emptyBodySchema = {
+  type: "object",
+  additionalProperties: false,
+  properties: {},
+  description: "send no body, or {}",
+} as const;
+
+export const taskParamsSchema = {
+  type: "object",
+  required: ["id"],
+  additionalProperties: false,
+  // Task ids are UUIDs; anything that could not be one is refused before the lookup.
+  properties: { id: { type: "string", pattern: "^[A-Za-z0-9-]{1,64}$", description: "a task id is the id a 202 answer returned (GET /tasks lists them)" } },
+} as const;
+
+/** Hints by the JSON pointer of the offending field, for failures whose schema has no description. */
 export const FIELD_HINTS: ReadonlyMap<string, string> = new Map([
-  ["", `send a JSON object like {"name": "disk1", "size": "10G"}`],
+  ["", CREATE_VDISK_BODY_HINT],
   ["/name", VDISK_NAME_HINT],
   ["/size", VDISK_SIZE_HINT],
 ]);

@@ -1,7 +1,8 @@
 // One client connection: owns the socket (upgraded in place to TLS on NBD_OPT_STARTTLS), the receive
-// queue, the handshake deadline and the switch from handshake to transmission. It decides how a
-// connection ends: soft (ABORT, DISC), hard (protocol violation, timeout, error) or by server shutdown.
-// A failure on one connection never reaches another.
+// queue, the handshake deadline and the switch from handshake to transmission (opening exports that
+// are opened on demand, and releasing them once closed). It decides how a connection ends: soft
+// (ABORT, DISC), hard (protocol violation, timeout, error) or by server shutdown. A failure on one
+// connection never reaches another.
 import type { Socket } from "node:net";
 import { type SecureContext, TLSSocket } from "node:tls";
 import type { Duplex } from "node:stream";
@@ -11,9 +12,10 @@ import { ReceiveQueue } from "./nbd-receive-queue.ts";
 import { ReplyWriter } from "./nbd-reply-writer.ts";
 import { CLOSE_DRAIN_TIMEOUT_MS, KEEPALIVE_INITIAL_DELAY_MS, type ResolvedNbdSettings, SHUTDOWN_LINGER_MS } from "./nbd-settings.ts";
 import { Transmission, type TransmissionHost } from "./nbd-transmission.ts";
-import type { NbdExportRegistry } from "./nbd-types.ts";
+import type { NbdExportLease, NbdExportRegistry } from "./nbd-types.ts";
 
-type Phase = "handshake" | "tls-upgrade" | "transmission" | "closing" | "closed";
+/** "opening": the option that entered transmission was answered; the export's device is being opened. */
+type Phase = "handshake" | "tls-upgrade" | "opening" | "transmission" | "closing" | "closed";
 
 export interface ConnectionContext {
   registry: NbdExportRegistry;
@@ -32,6 +34,8 @@ export class NbdConnection implements HandshakeHost, TransmissionHost {
   private handshakeTimer: NodeJS.Timeout | undefined;
   private tlsSocket: TLSSocket | undefined;
   private shuttingDownNow = false;
+  /** The opened export (see NbdExport.open), released once the socket has closed. */
+  private lease: NbdExportLease | undefined;
   /** Resolves once the TCP socket is closed. */
   readonly closed: Promise<void>;
 
@@ -57,6 +61,7 @@ export class NbdConnection implements HandshakeHost, TransmissionHost {
         this.phase = "closed";
         this.clearHandshakeTimer();
         this.transmission?.stop();
+        this.releaseLease();
         this.logger.debug("NBD connection closed");
         resolve();
       });
@@ -130,6 +135,41 @@ export class NbdConnection implements HandshakeHost, TransmissionHost {
   }
 
   enterTransmission(negotiated: NegotiatedExport): void {
+    const exportEntry = negotiated.export;
+    if (exportEntry.open === undefined) {
+      this.startTransmission(negotiated);
+      return;
+    }
+    // Requests the client sends meanwhile wait in the queue; the handshake deadline still runs, so a
+    // device that never opens cannot hold the connection forever.
+    this.phase = "opening";
+    this.socket.pause();
+    void this.openExport(negotiated, exportEntry.open.bind(exportEntry));
+  }
+
+  private async openExport(negotiated: NegotiatedExport, open: () => Promise<NbdExportLease>): Promise<void> {
+    let lease: NbdExportLease;
+    try {
+      lease = await open();
+    } catch (error) {
+      if (this.phase === "opening") {
+        this.logger.warn({ err: error, export: negotiated.export.name }, "NBD export could not be opened: disconnecting");
+        this.destroy();
+      }
+      return;
+    }
+    this.lease = lease;
+    if (this.phase !== "opening") {
+      // The client went away (or the server is shutting down) while the export opened.
+      this.releaseLease();
+      return;
+    }
+    // Data events come on a later tick: the transmission exists by then (and may pause again).
+    this.socket.resume();
+    this.startTransmission({ ...negotiated, export: { ...negotiated.export, device: lease.device } });
+  }
+
+  private startTransmission(negotiated: NegotiatedExport): void {
     this.clearHandshakeTimer();
     this.phase = "transmission";
     const { settings } = this.context;
@@ -203,6 +243,16 @@ export class NbdConnection implements HandshakeHost, TransmissionHost {
       this.destroy();
     }
     await this.closed;
+  }
+
+  private releaseLease(): void {
+    const lease = this.lease;
+    this.lease = undefined;
+    try {
+      lease?.release();
+    } catch (error) {
+      this.logger.error({ err: error }, "releasing the NBD export failed");
+    }
   }
 
   private clearHandshakeTimer(): void {

@@ -4,10 +4,28 @@ import type { Logger } from "pino";
 import type { BlockDevice } from "../../engine/block-device.ts";
 
 export interface NbdExport {
-  /** Export name: the vDisk name (later also VDISK@SNAPSHOT for read-only snapshot exports). */
+  /** Export name: the vDisk name, or VDISK@SNAPSHOT for a read-only snapshot export. */
   name: string;
   description: string;
+  /**
+   * The device served. For an export with `open`, it only describes the export during the handshake
+   * (size, read-only flag) and is never read or written: the connection serves the lease's device.
+   */
   device: BlockDevice;
+  /**
+   * For exports opened on demand (snapshot views): called when a connection enters transmission,
+   * before its first request is read. The connection serves the lease's device and releases the
+   * lease once it has closed, so the registry can close the view after its last connection. A
+   * rejection disconnects the client (the option that entered transmission was already answered).
+   */
+  open?(): Promise<NbdExportLease>;
+}
+
+export interface NbdExportLease {
+  /** Same size and read-only flag as the export's `device`. */
+  device: BlockDevice;
+  /** Called exactly once, when the connection has closed. */
+  release(): void;
 }
 
 /** Looked up on every handshake, so vDisks created or removed later are seen at once. */
