@@ -2,16 +2,21 @@
 // every server on the same filesystem (os.tmpdir()): fio's nbd engine drives (a) our StorageDriver
 // process with the local backend, (b) `qemu-nbd -f raw -t --cache=writeback` on a raw file, (c)
 // `nbdkit memory`. Phases: 4 KiB random read QD32, 4 KiB random write QD32, 1 MiB sequential write
-// QD8, each time-based; every phase runs against the three servers back to back so machine noise
-// hits them alike, and the ratios ours/qemu-nbd and ours/nbdkit are what to read. A last run profiles
+// QD8, each time-based over a prefilled export; every phase runs against the three servers back to
+// back so machine noise hits them alike, and the ratios ours/qemu-nbd and ours/nbdkit are what to
+// read. Then 1 MiB sequential writes of new data: fresh servers with 32 GiB thin exports, one fio job
+// that writes each block once (it never wraps), so every server writes blocks never written before
+// (the prefilled phase overwrites a file that stays in qemu-nbd's page cache). A last run profiles
 // the StorageDriver (node --cpu-prof) during 4 KiB random writes and lists the top self-time functions.
 // Run by hand (not part of npm test):
 //   npx tsx tests/bench/nbd/nbd-bench.ts
 // Environment: OVS_BENCH_SECONDS (per phase, default 15), OVS_BENCH_SIZE_GIB (per server, default 2),
 // OVS_BENCH_PROFILE_PHASE (randwrite, randread or seqwrite), OVS_BENCH_PROFILE_OUT=DIR (keep the
-// .cpuprofile files), OVS_BENCH_NO_DOCS=1 (do not touch the docs).
+// .cpuprofile files), OVS_BENCH_NO_DOCS=1 (do not touch the docs), OVS_BENCH_NEW_DATA_GIB (the most
+// the new-data job writes; default half the machine's memory, at most 32: nbdkit keeps it in memory).
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { cp, readdir, readFile, truncate, writeFile } from "node:fs/promises";
+import { cp, readdir, readFile, rm, truncate, writeFile } from "node:fs/promises";
+import { totalmem } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort, killPid, sleep } from "../../helpers/process-harness.ts";
@@ -22,6 +27,10 @@ import { machineDescription } from "../bench-machine.ts";
 const GIB = 1024 ** 3;
 const PHASE_SECONDS = Number(process.env.OVS_BENCH_SECONDS ?? 15);
 const SIZE_GIB = Number(process.env.OVS_BENCH_SIZE_GIB ?? 2);
+/** The size of each fresh (thin, never written) export of the new-data phase. */
+const NEW_DATA_EXPORT_GIB = 32;
+/** The most the new-data job writes; nbdkit memory keeps every byte written in memory, so at most half of it. */
+const NEW_DATA_JOB_GIB = Number(process.env.OVS_BENCH_NEW_DATA_GIB ?? Math.min(NEW_DATA_EXPORT_GIB, Math.floor(totalmem() / GIB / 2)));
 /** Which phase the profiled run repeats: randwrite (default), randread or seqwrite. */
 const PROFILE_PHASE = process.env.OVS_BENCH_PROFILE_PHASE ?? "randwrite";
 const EXPORT = "bench";
@@ -29,13 +38,25 @@ const DOCS_PATH = fileURLToPath(new URL("../../../docs/BENCHMARKS.md", import.me
 const DOCS_SECTION_TITLE = "## NBD frontend (fio nbd engine)";
 const DOCS_GENERATED_END = "<!-- end of the part written by tests/bench/nbd/nbd-bench.ts; the notes below are kept -->";
 
-interface Phase { name: string; label: string; fioArguments: string[]; metric: "iops" | "bandwidth" }
+interface Phase {
+  name: string;
+  label: string;
+  fioArguments: string[];
+  metric: "iops" | "bandwidth";
+  /** Fresh servers and one pass over at most this many GiB (--runtime bounds it), instead of a time-based job on the prefilled export. */
+  newDataGib?: number;
+}
 
+/** The phases on the prefilled export, in order. */
 const PHASES: Phase[] = [
   { name: "randread", label: "4 KiB random read, QD32", fioArguments: ["--rw=randread", "--bs=4k", "--iodepth=32"], metric: "iops" },
   { name: "randwrite", label: "4 KiB random write, QD32", fioArguments: ["--rw=randwrite", "--bs=4k", "--iodepth=32"], metric: "iops" },
   { name: "seqwrite", label: "1 MiB sequential write, QD8", fioArguments: ["--rw=write", "--bs=1M", "--iodepth=8"], metric: "bandwidth" },
 ];
+const NEW_DATA_PHASE: Phase = {
+  name: "seqwrite-new", label: "1 MiB sequential write QD8, new data", fioArguments: ["--rw=write", "--bs=1M", "--iodepth=8"],
+  metric: "bandwidth", newDataGib: NEW_DATA_JOB_GIB,
+};
 
 interface Target { name: string; uri: string; stop(): Promise<void> }
 
@@ -55,9 +76,12 @@ async function fio(target: Target, phase: Phase, reportFile: string, seconds = P
 }
 
 async function fioOnce(target: Target, phase: Phase, reportFile: string, seconds: number): Promise<FioResult> {
+  // New data: one pass that ends at the end of its region or of the runtime, whichever comes first,
+  // so no block is written twice.
+  const extent = phase.newDataGib === undefined ? [`--size=${SIZE_GIB}G`, "--time_based"] : [`--size=${phase.newDataGib}G`];
   await runToolOk("fio", [
     `--name=${phase.name}`, "--ioengine=nbd", `--uri=${target.uri}`, ...phase.fioArguments,
-    `--size=${SIZE_GIB}G`, "--time_based", `--runtime=${seconds}`, "--ramp_time=1",
+    ...extent, `--runtime=${seconds}`, "--ramp_time=1",
     "--output-format=json", `--output=${reportFile}`,
   ], { timeoutMs: (seconds + 60) * 1000 });
   const job = (JSON.parse(await readFile(reportFile, "utf8")) as { jobs: Array<{ read: FioJobSide; write: FioJobSide }> }).jobs[0];
@@ -104,6 +128,34 @@ async function startPeer(name: string, command: string, args: string[], port: nu
       }
     },
   };
+}
+
+/**
+ * Our StorageDriver, qemu-nbd on a new sparse raw file and nbdkit memory, each exporting `sizeGib`
+ * GiB never written; `name` tells apart the data directories of two sets.
+ */
+async function startServers(workDirectory: string, name: string, sizeGib: number): Promise<Target[]> {
+  const targets: Target[] = [];
+  try {
+    const ours = await startOurs(path.join(workDirectory, name));
+    await ours.storagedriver.createVdisk(EXPORT, sizeGib * GIB);
+    targets.push(ours.target);
+    const rawFile = path.join(workDirectory, `${name}-qemu-nbd.raw`);
+    await writeFile(rawFile, "");
+    await truncate(rawFile, sizeGib * GIB);
+    const qemuPort = await freePort();
+    // --cache=writeback: writes land in the page cache and FLUSH/FUA reach the disk, as our write
+    // buffer does; --cache=none (O_DIRECT) would measure the disk instead of the server.
+    targets.push(await startPeer("qemu-nbd", "qemu-nbd", ["-f", "raw", "-t", "--cache=writeback", "--aio=threads", "--shared=8",
+      "-b", "127.0.0.1", "-p", String(qemuPort), "-x", EXPORT, rawFile], qemuPort));
+    const nbdkitPort = await freePort();
+    targets.push(await startPeer("nbdkit", "nbdkit", ["-f", "--exit-with-parent", "-i", "127.0.0.1", "-p", String(nbdkitPort),
+      "memory", `${Math.max(4, sizeGib)}G`], nbdkitPort));
+    return targets;
+  } catch (error) {
+    for (const target of targets) await target.stop().catch(() => undefined);
+    throw error;
+  }
 }
 
 async function startOurs(directory: string, nodeOptions?: string[]): Promise<{ target: Target; storagedriver: NbdStorageDriver }> {
@@ -203,21 +255,7 @@ async function main(): Promise<void> {
   const notes: string[] = [];
   try {
     console.log(`NBD benchmark: ${SIZE_GIB} GiB per server, ${PHASE_SECONDS} s per phase, data under ${workDirectory}`);
-    const ours = await startOurs(path.join(workDirectory, "ours"));
-    await ours.storagedriver.createVdisk(EXPORT, SIZE_GIB * GIB);
-    targets.push(ours.target);
-
-    const rawFile = path.join(workDirectory, "qemu-nbd.raw");
-    await writeFile(rawFile, "");
-    await truncate(rawFile, SIZE_GIB * GIB);
-    const qemuPort = await freePort();
-    // --cache=writeback: writes land in the page cache and FLUSH/FUA reach the disk, as our write
-    // buffer does; --cache=none (O_DIRECT) would measure the disk instead of the server.
-    targets.push(await startPeer("qemu-nbd", "qemu-nbd", ["-f", "raw", "-t", "--cache=writeback", "--aio=threads", "--shared=8",
-      "-b", "127.0.0.1", "-p", String(qemuPort), "-x", EXPORT, rawFile], qemuPort));
-    const nbdkitPort = await freePort();
-    targets.push(await startPeer("nbdkit", "nbdkit", ["-f", "--exit-with-parent", "-i", "127.0.0.1", "-p", String(nbdkitPort),
-      "memory", `${Math.max(4, SIZE_GIB)}G`], nbdkitPort));
+    targets.push(...(await startServers(workDirectory, "ours", SIZE_GIB)));
 
     for (const target of targets) {
       const startedMs = Date.now();
@@ -234,6 +272,24 @@ async function main(): Promise<void> {
       }
     }
     for (const target of targets.splice(0)) await target.stop();
+
+    // New data: fresh servers whose exports were never written, one pass each. sync first, so the
+    // dirty pages of one server's run do not slow the next one's.
+    {
+      const byTarget = new Map<string, FioResult>();
+      results.set(NEW_DATA_PHASE.name, byTarget);
+      targets.push(...(await startServers(workDirectory, "new-data", NEW_DATA_EXPORT_GIB)));
+      for (const target of targets) {
+        execFileSync("sync");
+        const result = await fio(target, NEW_DATA_PHASE, path.join(workDirectory, `${NEW_DATA_PHASE.name}-${target.name}.json`));
+        byTarget.set(target.name, result);
+        console.log(`${NEW_DATA_PHASE.label.padEnd(30)} ${target.name.padEnd(9)} ${formatResult(NEW_DATA_PHASE, result)}`);
+      }
+      for (const target of targets.splice(0)) await target.stop();
+      // Free the disk (tens of GiB) before the profiled run.
+      await rm(path.join(workDirectory, "new-data"), { recursive: true, force: true });
+      await rm(path.join(workDirectory, "new-data-qemu-nbd.raw"), { force: true });
+    }
 
     // Profile: a fresh StorageDriver under --cpu-prof, the random-write phase once more; the profile is
     // written when the process exits after SIGTERM.
@@ -259,7 +315,7 @@ async function main(): Promise<void> {
     const table = [
       "| test | ours (StorageDriver, local backend) | qemu-nbd (raw file, writeback) | nbdkit memory | ours/qemu-nbd | ours/nbdkit |",
       "|---|---|---|---|---|---|",
-      ...PHASES.map((phase) => {
+      ...[...PHASES, NEW_DATA_PHASE].map((phase) => {
         const byTarget = results.get(phase.name)!;
         const ourResult = byTarget.get("ours")!;
         const qemuResult = byTarget.get("qemu-nbd")!;
@@ -295,6 +351,10 @@ async function updateDocs(table: string, notes: string[], profiledLabel: string,
     `(b) \`qemu-nbd -f raw -t --cache=writeback --aio=threads --shared=8 -x bench FILE\` on a sparse raw file (writeback: writes`,
     "land in the page cache and flushes reach the disk, like our write buffer; `--cache=none` would measure the disk);",
     `(c) \`nbdkit memory ${Math.max(4, SIZE_GIB)}G\`. fio sends no flushes in these phases: every server acknowledges from memory or the page cache.`,
+    `The new-data row runs last, on fresh servers whose ${NEW_DATA_EXPORT_GIB} GiB exports were never written (our thin vDisk, qemu-nbd on a`,
+    `new sparse raw file, \`nbdkit memory ${NEW_DATA_EXPORT_GIB}G\`), one fio pass each (\`--size=${NEW_DATA_JOB_GIB}G --runtime=${PHASE_SECONDS}\`, not`,
+    "time-based: it ends at whichever comes first and never writes a block twice), after a `sync`: every server writes blocks it",
+    `never held, so the page cache must reach the disk (the size is at most half the memory: nbdkit keeps it all).`,
     "",
     table,
     "",
