@@ -27,7 +27,8 @@ const TOOL_PACKAGES = {
 
 export type NbdTool = keyof typeof TOOL_PACKAGES;
 
-function onPath(command: string): boolean {
+/** True when an executable named `command` is in one of the PATH directories. */
+export function onPath(command: string): boolean {
   for (const directory of (process.env.PATH ?? "").split(path.delimiter)) {
     if (directory === "") continue;
     try {
