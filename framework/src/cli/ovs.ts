@@ -47,6 +47,7 @@ interface UpCommandOptions {
   nbdTlsCert?: string;
   nbdTlsKey?: string;
   iscsiPort?: number;
+  backend?: string;
 }
 
 const program = new Command("ovs")
@@ -67,6 +68,8 @@ program.command("up")
   .option("--nbd-tls-cert <file>", "NBD TLS certificate (PEM)")
   .option("--nbd-tls-key <file>", "NBD TLS private key (PEM)")
   .option("--iscsi-port <port>", "iSCSI port, recorded for the iSCSI frontend of a later release (default 3260)", parsePort)
+  .option("--backend <url>", "object store of the vPool: s3://HOST:PORT/BUCKET[?tls=1] (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION), "
+    + "swift://HOST:PORT/auth/v1.0 (ST_USER, ST_KEY; Keystone v3 when OS_AUTH_URL is set), or local (default: DIR/backend)")
   .action((options: UpCommandOptions) => run(async () => {
     const { runUp } = await import("../cluster/up.ts");
     // Certificate paths are the operator's, relative to where they typed the command; store them absolute.

@@ -4,6 +4,7 @@
 import { randomUUID } from "node:crypto";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import path from "node:path";
+import { backendSpecFromUrl, parseBackendSpec, type S3BackendSpec, type SwiftBackendSpec } from "../../../volumedriver/src/storagedriver/backend-spec.ts";
 import { isPort } from "../../../volumedriver/src/storagedriver/config.ts";
 
 export const CLUSTER_CONFIG_FORMAT_VERSION = 1;
@@ -32,7 +33,8 @@ export interface VPoolEntry {
   name: string;
   /** Relative to the data directory. */
   directory: string;
-  backend: { type: "local"; path: string };
+  /** local: a directory relative to the data directory; s3 / swift: a server (credentials from the environment). */
+  backend: { type: "local"; path: string } | S3BackendSpec | SwiftBackendSpec;
   storagedriver: ListenAddress;
   /** vPool settings that differ from the engine's defaults. */
   settings: Record<string, number>;
@@ -70,6 +72,8 @@ export interface ClusterConfigOverrides {
   nbdTlsCert?: string;
   nbdTlsKey?: string;
   iscsiPort?: number;
+  /** `ovs up --backend`: s3://HOST:PORT/BUCKET[?tls=1] or swift://HOST:PORT/auth/v1.0; "local" goes back to DIR/backend. */
+  backend?: string;
 }
 
 export function defaultClusterConfig(nowIso: string): ClusterConfig {
@@ -90,8 +94,11 @@ export function defaultClusterConfig(nowIso: string): ClusterConfig {
   };
 }
 
-export function applyOverrides(config: ClusterConfig, overrides: ClusterConfigOverrides): ClusterConfig {
+export function applyOverrides(config: ClusterConfig, overrides: ClusterConfigOverrides, environment: NodeJS.ProcessEnv = process.env): ClusterConfig {
   const updated: ClusterConfig = structuredClone(config);
+  if (overrides.backend !== undefined) {
+    updated.vpools[0].backend = overrides.backend === "local" ? { type: "local", path: "backend" } : backendSpecFromUrl(overrides.backend, environment);
+  }
   if (overrides.apiHost !== undefined) updated.api.host = overrides.apiHost;
   if (overrides.apiPort !== undefined) updated.api.port = overrides.apiPort;
   if (overrides.storagedriverPort !== undefined) updated.vpools[0].storagedriver.port = overrides.storagedriverPort;
@@ -173,9 +180,10 @@ export function checkClusterConfig(value: unknown, where: string): ClusterConfig
       throw new Error(`${where}: "${name}" must be like {"host": "127.0.0.1", "port": 8500}`);
     }
   }
-  if (typeof vpool.name !== "string" || typeof vpool.directory !== "string" || vpool.backend?.type !== "local" || typeof vpool.backend.path !== "string") {
+  if (typeof vpool.name !== "string" || typeof vpool.directory !== "string") {
     throw new Error(`${where}: "vpools[0]" must have a name, a directory and a backend {"type": "local", "path": ...}`);
   }
+  parseBackendSpec(vpool.backend, "/", `${where}: "vpools[0].backend"`);
   const tls = config.frontends?.nbd.tls;
   if (tls !== undefined && (!["allow", "require"].includes(tls.mode) || typeof tls.certificateFile !== "string" || typeof tls.keyFile !== "string")) {
     throw new Error(`${where}: "frontends.nbd.tls" must be like {"mode": "require", "certificateFile": "/etc/ovs/nbd-cert.pem", "keyFile": "/etc/ovs/nbd-key.pem"} (mode allow or require)`);

@@ -32,7 +32,8 @@ export interface UpOptions extends ClusterConfigOverrides {
 interface Paths {
   data: string;
   pidFile: string;
-  backend: string;
+  /** The local backend's directory; undefined for s3 and swift. */
+  backend: string | undefined;
   vpoolDirectory: string;
   storagedriverConfig: string;
   storagedriverPidFile: string;
@@ -45,7 +46,7 @@ function pathsOf(dataDirectory: string, config: ClusterConfig): Paths {
   return {
     data: dataDirectory,
     pidFile: path.join(dataDirectory, "ovs.pid"),
-    backend: path.resolve(dataDirectory, vpool.backend.path),
+    backend: vpool.backend.type === "local" ? path.resolve(dataDirectory, vpool.backend.path) : undefined,
     vpoolDirectory: path.resolve(dataDirectory, vpool.directory),
     storagedriverConfig: path.join(dataDirectory, "storagedrivers", `${vpool.name}.json`),
     storagedriverPidFile: path.join(dataDirectory, "storagedrivers", `${vpool.name}.pid`),
@@ -103,7 +104,7 @@ async function runCluster(dataDirectory: string, options: UpOptions, output: Out
   const paths = pathsOf(dataDirectory, config);
   const vpool = config.vpools[0];
   await Promise.all([paths.backend, paths.vpoolDirectory, path.dirname(paths.storagedriverConfig), path.dirname(paths.frameworkLog)]
-    .map((directory) => mkdir(directory, { recursive: true })));
+    .filter((directory) => directory !== undefined).map((directory) => mkdir(directory, { recursive: true })));
   refuseOrphanStorageDriver(paths.storagedriverPidFile);
   await writeStorageDriverConfig(paths, config);
 
@@ -230,7 +231,7 @@ async function writeStorageDriverConfig(paths: Paths, config: ClusterConfig): Pr
   const storagedriverConfig = {
     vpool: vpool.name,
     directory: paths.vpoolDirectory,
-    backend: { type: vpool.backend.type, path: paths.backend },
+    backend: vpool.backend.type === "local" ? { type: "local", path: paths.backend } : vpool.backend,
     managementApi: vpool.storagedriver,
     nbd: config.frontends.nbd,
     settings: vpool.settings,

@@ -9,7 +9,7 @@
 //   offset        size  field
 //   0             4     magic "OVSO"
 //   4             2     format version: 1 (data inline) or 2 (data in a data file)
-//   6             2     key size in bytes, k (UTF-8; validateKey bounds it at 3072)
+//   6             2     key size in bytes, k (UTF-8; validateKey bounds it at 1024)
 //   8             8     data size in bytes, d (below 2^53)
 //   16            4     block size in bytes, b (4096)
 //   20            8     put nonce: 8 random bytes drawn for each put; the etag is their hex

@@ -98,9 +98,10 @@ export function isStoreError(error: unknown, kind?: StoreErrorKind): error is St
 
 /** Namespace names: 1-63 chars of [a-z0-9._-], starting alphanumeric (fits S3 buckets and Swift containers). */
 export const NAMESPACE_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
-/** Keys: 1-1024 chars, no NUL, no leading '/', no '..' path segment. */
+/** Keys: 1-1024 UTF-8 bytes (S3's limit), no NUL, no leading '/', no '..' path segment. */
+export const KEY_SIZE_BYTES_MAX = 1024;
 export function validateKey(key: string): void {
-  if (key.length === 0 || key.length > 1024 || key.includes("\0") || key.startsWith("/") || key.split("/").includes("..")) {
+  if (key.length === 0 || Buffer.byteLength(key, "utf8") > KEY_SIZE_BYTES_MAX || key.includes("\0") || key.startsWith("/") || key.split("/").includes("..")) {
     throw new StoreError("Invalid", `invalid object key ${JSON.stringify(key)}`);
   }
 }

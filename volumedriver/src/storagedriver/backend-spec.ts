@@ -12,9 +12,65 @@ export interface LocalBackendSpec {
   path: string;
 }
 
-export type BackendSpec = LocalBackendSpec;
+/**
+ * An S3-compatible server (AWS, Ceph RGW, MinIO, Swift's s3api). With `bucket`, every namespace is a
+ * key prefix in that one bucket; without, every namespace is a bucket named `bucketPrefix` + name.
+ * Credentials come from the environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or the SDK's
+ * default chain when they are unset), never from the config.
+ */
+export interface S3BackendSpec {
+  type: "s3";
+  /** http(s)://host:port; omitted: AWS S3 of `region`. */
+  endpoint?: string;
+  /** Default: AWS_REGION, else us-east-1. */
+  region?: string;
+  bucket?: string;
+  /** Key prefix inside `bucket`. Default "ovs". */
+  prefix?: string;
+  /** Bucket name prefix without `bucket`. Default "ovs-". */
+  bucketPrefix?: string;
+  /** Path-style addressing. Default: true with an endpoint. */
+  pathStyle?: boolean;
+  /** Keep-alive sockets. Default 64. */
+  socketsMax?: number;
+}
 
-export const BACKEND_TYPES = ["local"] as const;
+/**
+ * OpenStack Swift, native API. Credentials come from the environment as the swift client reads them:
+ * tempauth ST_USER / ST_KEY, or Keystone v3 OS_USERNAME / OS_PASSWORD / OS_PROJECT_NAME (and
+ * OS_USER_DOMAIN_NAME, OS_PROJECT_DOMAIN_NAME, OS_REGION_NAME).
+ */
+export interface SwiftBackendSpec {
+  type: "swift";
+  /** tempauth: http(s)://host:port/auth/v1.0; keystone: the v3 identity URL (OS_AUTH_URL). */
+  authUrl: string;
+  auth: "tempauth" | "keystone";
+  /** Prepended to namespace names to name containers. Default "ovs-". */
+  containerPrefix?: string;
+}
+
+export type BackendSpec = LocalBackendSpec | S3BackendSpec | SwiftBackendSpec;
+
+export const BACKEND_TYPES = ["local", "s3", "swift"] as const;
+
+function optionalString(spec: Record<string, unknown>, key: string, where: string, hint: string): string | undefined {
+  const value = spec[key];
+  if (value === undefined) return undefined;
+  if (typeof value !== "string" || value.length === 0) throw new Error(`${where}.${key} must be ${hint}`);
+  return value;
+}
+
+function httpUrl(value: string, where: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new Error(`${where} must be a URL like http://127.0.0.1:8080, not ${JSON.stringify(value)}`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") throw new Error(`${where} must be an http:// or https:// URL`);
+  if (url.username !== "" || url.password !== "") throw new Error(`${where} must not hold credentials: they come from the environment`);
+  return value;
+}
 
 /** Checks a parsed JSON value; returns the spec with paths made absolute against baseDirectory. */
 export function parseBackendSpec(value: unknown, baseDirectory: string, where: string): BackendSpec {
@@ -30,8 +86,33 @@ export function parseBackendSpec(value: unknown, baseDirectory: string, where: s
       }
       return { type: "local", path: path.resolve(baseDirectory, spec.path) };
     }
+    case "s3": {
+      checkOnlyKeys(spec, ["type", "endpoint", "region", "bucket", "prefix", "bucketPrefix", "pathStyle", "socketsMax"], where);
+      const endpoint = optionalString(spec, "endpoint", where, "the server's URL, e.g. \"http://127.0.0.1:8080\"");
+      if (spec.pathStyle !== undefined && typeof spec.pathStyle !== "boolean") throw new Error(`${where}.pathStyle must be true or false`);
+      if (spec.socketsMax !== undefined && (!Number.isSafeInteger(spec.socketsMax) || (spec.socketsMax as number) < 1)) {
+        throw new Error(`${where}.socketsMax must be a positive integer`);
+      }
+      return {
+        type: "s3",
+        ...(endpoint === undefined ? {} : { endpoint: httpUrl(endpoint, `${where}.endpoint`) }),
+        ...pick(spec, where, ["region", "bucket", "prefix", "bucketPrefix"]),
+        ...(spec.pathStyle === undefined ? {} : { pathStyle: spec.pathStyle as boolean }),
+        ...(spec.socketsMax === undefined ? {} : { socketsMax: spec.socketsMax as number }),
+      };
+    }
+    case "swift": {
+      checkOnlyKeys(spec, ["type", "authUrl", "auth", "containerPrefix"], where);
+      const authUrl = optionalString(spec, "authUrl", where, "the auth URL, e.g. \"http://127.0.0.1:8080/auth/v1.0\"");
+      if (authUrl === undefined) throw new Error(`${where}.authUrl is missing: the tempauth URL (http://HOST:PORT/auth/v1.0) or the Keystone v3 URL`);
+      if (spec.auth !== "tempauth" && spec.auth !== "keystone") throw new Error(`${where}.auth must be "tempauth" or "keystone"`);
+      return {
+        type: "swift", authUrl: httpUrl(authUrl, `${where}.authUrl`), auth: spec.auth,
+        ...pick(spec, where, ["containerPrefix"]),
+      };
+    }
     default:
-      throw new Error(`${where}.type is ${JSON.stringify(spec.type)}: supported backend types are ${BACKEND_TYPES.join(", ")} (s3, swift and alba come with later releases)`);
+      throw new Error(`${where}.type is ${JSON.stringify(spec.type)}: supported backend types are ${BACKEND_TYPES.join(", ")} (alba comes with a later release)`);
   }
 }
 
@@ -40,7 +121,45 @@ export function describeBackendSpec(spec: BackendSpec): string {
   switch (spec.type) {
     case "local":
       return `local:${spec.path}`;
+    case "s3":
+      return `s3:${spec.endpoint ?? `aws/${spec.region ?? "default region"}`}/${spec.bucket ?? `${spec.bucketPrefix ?? "ovs-"}*`}`;
+    case "swift":
+      return `swift:${spec.authUrl} (${spec.auth})`;
   }
+}
+
+function pick(spec: Record<string, unknown>, where: string, keys: readonly string[]): Record<string, string> {
+  const picked: Record<string, string> = {};
+  for (const key of keys) {
+    const value = optionalString(spec, key, where, "a non-empty string");
+    if (value !== undefined) picked[key] = value;
+  }
+  return picked;
+}
+
+/**
+ * The spec of an `ovs up --backend` URL: `s3://HOST:PORT/BUCKET` (add `?tls=1` for https) or
+ * `swift://HOST:PORT/auth/v1.0` (Keystone when OS_AUTH_URL is set in `environment`).
+ */
+export function backendSpecFromUrl(value: string, environment: NodeJS.ProcessEnv): S3BackendSpec | SwiftBackendSpec {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new Error(`--backend ${JSON.stringify(value)} is not a URL: use s3://HOST:PORT/BUCKET or swift://HOST:PORT/auth/v1.0`);
+  }
+  if (url.username !== "" || url.password !== "") throw new Error("--backend must not hold credentials: they come from the environment");
+  const scheme = url.searchParams.get("tls") === "1" ? "https" : "http";
+  if (url.protocol === "s3:") {
+    const bucket = url.pathname.replace(/^\/+|\/+$/g, "");
+    if (bucket === "" || bucket.includes("/")) throw new Error(`--backend ${value}: name one bucket, as in s3://HOST:PORT/BUCKET`);
+    return { type: "s3", endpoint: `${scheme}://${url.host}`, bucket, ...(environment.AWS_REGION ? { region: environment.AWS_REGION } : {}) };
+  }
+  if (url.protocol === "swift:") {
+    if (environment.OS_AUTH_URL) return { type: "swift", auth: "keystone", authUrl: httpUrl(environment.OS_AUTH_URL, "OS_AUTH_URL") };
+    return { type: "swift", auth: "tempauth", authUrl: `${scheme}://${url.host}${url.pathname === "/" ? "/auth/v1.0" : url.pathname}` };
+  }
+  throw new Error(`--backend ${value}: the scheme must be s3:// or swift://`);
 }
 
 export function checkOnlyKeys(value: Record<string, unknown>, allowedKeys: readonly string[], where: string): void {

@@ -7,6 +7,7 @@ import type { VPoolSettings } from "../engine/vpool-types.ts";
 import { NBD_DEFAULT_HOST, NBD_DEFAULT_PORT } from "../frontends/nbd/nbd-settings.ts";
 import type { NbdServerSettings, NbdTlsSettings } from "../frontends/nbd/nbd-types.ts";
 import { checkOnlyKeys, parseBackendSpec, type BackendSpec } from "./backend-spec.ts";
+import { parseCompression, parseEncryption, type CodecConfig } from "./codec-config.ts";
 
 export const MANAGEMENT_API_HOST_DEFAULT = "127.0.0.1";
 export const MANAGEMENT_API_PORT_DEFAULT = 8510;
@@ -34,6 +35,8 @@ export interface StorageDriverConfig {
   /** Local directory of the vPool: write buffer and metadata. */
   directory: string;
   backend: BackendSpec;
+  /** Compression and encryption of every object the vPool stores; absent: neither (objects stored as they are). */
+  codec?: CodecConfig;
   managementApi: ManagementApiAddress;
   /** Absent: the vDisks are not served over NBD (management API only). */
   nbd?: NbdFrontendConfig;
@@ -51,7 +54,7 @@ const VPOOL_SETTING_NAMES: ReadonlyArray<keyof VPoolSettings> = [
   "readCacheSizeBytes", "metadataCacheSizeBytes", "uploadConcurrency", "prefetchClusters",
 ];
 
-const CONFIG_KEYS = ["vpool", "directory", "backend", "managementApi", "nbd", "settings", "logFile", "logLevel", "pidFile"];
+const CONFIG_KEYS = ["vpool", "directory", "backend", "compression", "encryption", "managementApi", "nbd", "settings", "logFile", "logLevel", "pidFile"];
 
 export async function loadStorageDriverConfig(file: string): Promise<StorageDriverConfig> {
   let text: string;
@@ -87,6 +90,13 @@ export function parseStorageDriverConfig(value: unknown, baseDirectory: string, 
     settings: parseSettings(raw.settings, `${where}: "settings"`),
     logLevel: parseLogLevel(raw.logLevel, `${where}: "logLevel"`),
   };
+  if (raw.compression !== undefined || raw.encryption !== undefined) {
+    config.codec = { compression: parseCompression(raw.compression, `${where}: "compression"`) };
+    const encryption = parseEncryption(raw.encryption, baseDirectory, `${where}: "encryption"`);
+    if (encryption !== undefined) {
+      config.codec.encryption = encryption;
+    }
+  }
   if (raw.nbd !== undefined) {
     config.nbd = parseNbdFrontend(raw.nbd, baseDirectory, `${where}: "nbd"`);
   }

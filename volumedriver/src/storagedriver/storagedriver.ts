@@ -114,7 +114,7 @@ export async function runStorageDriver(config: StorageDriverConfig): Promise<num
       logger.warn({ host: config.managementApi.host }, "the management API has no authentication: serve it on loopback only");
     }
     logger.info({ directory: config.directory, backend: backendDescription, settings: config.settings }, "opening vPool");
-    backend = openBackend(config.backend);
+    backend = openBackend(config.backend, config.codec);
     vpool = await openVPool({ ...config.settings, name: config.vpool, directory: config.directory, backend: backend.store, logger: logger.child({ component: "engine" }) });
     const vdiskCount = vpool.listVolumes().length;
     logger.info({ vdiskCount }, "vPool open");
