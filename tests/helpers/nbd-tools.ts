@@ -74,7 +74,16 @@ function checkTool(tool: NbdTool): string | undefined {
  * (CI=true: the CI machine must have every test peer; deploy/install-test-deps.sh installs them).
  */
 export function requireTool(context: Mocha.Context, ...tools: NbdTool[]): void {
-  const reasons = tools.map(toolMissingReason).filter((reason): reason is string => reason !== undefined);
+  requirePeers(context, tools.map(toolMissingReason));
+}
+
+/**
+ * The rule for every external test peer (tool or server): with all of them present, go on; else
+ * skip with the reasons printed, or under CI=true fail (the CI machine must have every test peer;
+ * deploy/install-test-deps.sh installs them).
+ */
+export function requirePeers(context: Mocha.Context, missingReasons: ReadonlyArray<string | undefined>): void {
+  const reasons = missingReasons.filter((reason): reason is string => reason !== undefined);
   if (reasons.length === 0) return;
   const message = `missing test peer: ${reasons.join("; ")}`;
   if (process.env.CI === "true") {

@@ -4,7 +4,7 @@
 // deploy/*/stop.sh. A missing server skips the test with a printed reason, or fails it when CI=true.
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { onPath, runTool } from "./nbd-tools.ts";
+import { onPath, requirePeers, runTool } from "./nbd-tools.ts";
 import { freePort, REPOSITORY_ROOT } from "./process-harness.ts";
 
 export type ObjectServerKind = "swift" | "ceph-rgw";
@@ -92,14 +92,7 @@ function checkServer(kind: ObjectServerKind): string | undefined {
  * (CI=true: the CI machine must have every test peer; deploy/install-test-deps.sh installs them).
  */
 export function requireServer(context: Mocha.Context, ...kinds: ObjectServerKind[]): void {
-  const reasons = kinds.map(objectServerMissingReason).filter((reason): reason is string => reason !== undefined);
-  if (reasons.length === 0) return;
-  const message = `missing test peer: ${reasons.join("; ")}`;
-  if (process.env.CI === "true") {
-    throw new Error(`${message} (CI=true: every test peer must be installed)`);
-  }
-  console.log(`      skipped: ${message}`);
-  context.skip();
+  requirePeers(context, kinds.map(objectServerMissingReason));
 }
 
 /** Starts a Swift all-in-one (proxy with s3api + tempauth, memcached, account/container/object servers). */
@@ -203,4 +196,30 @@ export function isRunning(pid: number): boolean {
   // The state is the first field after the command name, which ends at the last ')'.
   const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
   return state !== "Z" && state !== "X";
+}
+
+/** The servers of a describe block that runs against Swift and Ceph RGW both. */
+export interface SwiftAndCeph {
+  swift: SwiftServer;
+  ceph: CephRgwServer;
+}
+
+/**
+ * Registers the hooks of a describe block that needs Swift and Ceph RGW: before() requires and starts
+ * both (in parallel, under `directory()`), after() stops them by PID. The returned object is filled in
+ * by before().
+ */
+export function useSwiftAndCeph(directory: (name: string) => Promise<string>): SwiftAndCeph {
+  const servers = {} as SwiftAndCeph;
+  before(async function () {
+    this.timeout(180_000);
+    requireServer(this, "swift", "ceph-rgw");
+    [servers.swift, servers.ceph] = await Promise.all([startSwift(await directory("swift")), startCephRgw(await directory("ceph"))]);
+  });
+  after(async function () {
+    this.timeout(120_000);
+    await (servers.swift as SwiftServer | undefined)?.stop();
+    await (servers.ceph as CephRgwServer | undefined)?.stop();
+  });
+  return servers;
 }

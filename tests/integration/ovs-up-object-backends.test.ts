@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { readPidFile } from "../../framework/src/cluster/pid-file.ts";
-import { type CephRgwServer, requireServer, startCephRgw, startSwift, type SwiftServer } from "../helpers/object-servers.ts";
+import { useSwiftAndCeph } from "../helpers/object-servers.ts";
 import { ChildHarness, freePort, killPid } from "../helpers/process-harness.ts";
 import { TempDirs } from "../helpers/temp-dir.ts";
 
@@ -29,41 +29,32 @@ describe("ovs up --backend: a cluster on Swift and on S3", function () {
   const tempDirs = new TempDirs("ovs-up-backends");
   const harnesses: ChildHarness[] = [];
   const dataDirectories: string[] = [];
-  let swift: SwiftServer | undefined;
-  let ceph: CephRgwServer | undefined;
-
-  before(async function () {
-    this.timeout(180_000);
-    requireServer(this, "swift", "ceph-rgw");
-    [swift, ceph] = await Promise.all([startSwift(await tempDirs.make("swift")), startCephRgw(await tempDirs.make("ceph"))]);
-  });
+  const servers = useSwiftAndCeph((name) => tempDirs.make(name));
 
   after(async function () {
-    this.timeout(120_000);
+    this.timeout(60_000);
     for (const harness of harnesses) await harness.killHard();
     for (const dataDirectory of dataDirectories) {
       const pid = readPidFile(path.join(dataDirectory, "storagedrivers", "vpool1.pid"));
       if (pid !== undefined) killPid(pid, "SIGKILL");
     }
-    await swift?.stop();
-    await ceph?.stop();
     await tempDirs.removeAll();
   });
 
   const cases = [
     {
       name: "swift://",
-      url: () => `swift://${new URL((swift as SwiftServer).swift.authUrl).host}/auth/v1.0`,
-      environment: () => ({ ST_USER: (swift as SwiftServer).swift.user, ST_KEY: (swift as SwiftServer).swift.key }),
-      secret: () => (swift as SwiftServer).swift.key,
+      url: () => `swift://${new URL(servers.swift.swift.authUrl).host}/auth/v1.0`,
+      environment: () => ({ ST_USER: servers.swift.swift.user, ST_KEY: servers.swift.swift.key }),
+      secret: () => servers.swift.swift.key,
     },
     {
       name: "s3://",
-      url: () => `s3://${new URL((ceph as CephRgwServer).endpoint).host}/ovs-up-test`,
+      url: () => `s3://${new URL(servers.ceph.endpoint).host}/ovs-up-test`,
       environment: () => ({
-        AWS_ACCESS_KEY_ID: (ceph as CephRgwServer).s3.accessKeyId, AWS_SECRET_ACCESS_KEY: (ceph as CephRgwServer).s3.secretAccessKey, AWS_REGION: (ceph as CephRgwServer).s3.region,
+        AWS_ACCESS_KEY_ID: servers.ceph.s3.accessKeyId, AWS_SECRET_ACCESS_KEY: servers.ceph.s3.secretAccessKey, AWS_REGION: servers.ceph.s3.region,
       }),
-      secret: () => (ceph as CephRgwServer).s3.secretAccessKey,
+      secret: () => servers.ceph.s3.secretAccessKey,
     },
   ];
 
@@ -74,7 +65,7 @@ describe("ovs up --backend: a cluster on Swift and on S3", function () {
       if (backendCase.name === "s3://") {
         // The bucket of s3://HOST:PORT/BUCKET is the operator's: make it as they would.
         const { S3ObjectStore } = await import("../../volumedriver/src/backend/s3-store.ts");
-        const maker = new S3ObjectStore({ endpoint: (ceph as CephRgwServer).endpoint, region: (ceph as CephRgwServer).s3.region, credentials: (ceph as CephRgwServer).s3 });
+        const maker = new S3ObjectStore({ endpoint: servers.ceph.endpoint, region: servers.ceph.s3.region, credentials: servers.ceph.s3 });
         await maker.createNamespace("ovs-up-test");
         await maker.close();
       }

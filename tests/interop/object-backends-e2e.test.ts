@@ -12,7 +12,7 @@ import type { BackendSpec } from "../../volumedriver/src/storagedriver/backend-s
 import { openBackend } from "../../volumedriver/src/storagedriver/backend-opener.ts";
 import type { CodecConfig } from "../../volumedriver/src/storagedriver/codec-config.ts";
 import { hashDevice } from "../helpers/device-hash.ts";
-import { type CephRgwServer, requireServer, startCephRgw, startSwift, type SwiftServer } from "../helpers/object-servers.ts";
+import { useSwiftAndCeph } from "../helpers/object-servers.ts";
 import { SeededRandom, seedFromEnvironment } from "../helpers/seeded-random.ts";
 import { TempDirs } from "../helpers/temp-dir.ts";
 
@@ -24,37 +24,27 @@ const KEY_VARIABLE = "OVS_E2E_ENCRYPTION_KEY";
 describe("interop: vDisks on Swift and S3 servers restore from the backend bit for bit", function () {
   this.timeout(900_000);
   const tempDirs = new TempDirs("backends-e2e");
-  let swift: SwiftServer | undefined;
-  let ceph: CephRgwServer | undefined;
-
-  before(async function () {
-    this.timeout(180_000);
-    requireServer(this, "swift", "ceph-rgw");
-    [swift, ceph] = await Promise.all([startSwift(await tempDirs.make("swift")), startCephRgw(await tempDirs.make("ceph"))]);
-  });
+  const servers = useSwiftAndCeph((name) => tempDirs.make(name));
 
   after(async function () {
-    this.timeout(120_000);
-    await swift?.stop();
-    await ceph?.stop();
     await tempDirs.removeAll();
   });
 
   const cases: Array<{ name: string; spec: () => BackendSpec; environment: () => NodeJS.ProcessEnv }> = [
     {
       name: "swift (native API, tempauth)",
-      spec: () => ({ type: "swift", auth: "tempauth", authUrl: (swift as SwiftServer).swift.authUrl, containerPrefix: `e2e${randomBytes(3).toString("hex")}-` }),
-      environment: () => ({ ST_USER: (swift as SwiftServer).swift.user, ST_KEY: (swift as SwiftServer).swift.key }),
+      spec: () => ({ type: "swift", auth: "tempauth", authUrl: servers.swift.swift.authUrl, containerPrefix: `e2e${randomBytes(3).toString("hex")}-` }),
+      environment: () => ({ ST_USER: servers.swift.swift.user, ST_KEY: servers.swift.swift.key }),
     },
     {
       name: "s3 on Swift s3api (shared bucket)",
-      spec: () => ({ type: "s3", endpoint: (swift as SwiftServer).endpoint, bucket: `e2e-${randomBytes(3).toString("hex")}`, pathStyle: true }),
-      environment: () => ({ AWS_ACCESS_KEY_ID: (swift as SwiftServer).s3.accessKeyId, AWS_SECRET_ACCESS_KEY: (swift as SwiftServer).s3.secretAccessKey, AWS_REGION: (swift as SwiftServer).s3.region }),
+      spec: () => ({ type: "s3", endpoint: servers.swift.endpoint, bucket: `e2e-${randomBytes(3).toString("hex")}`, pathStyle: true }),
+      environment: () => ({ AWS_ACCESS_KEY_ID: servers.swift.s3.accessKeyId, AWS_SECRET_ACCESS_KEY: servers.swift.s3.secretAccessKey, AWS_REGION: servers.swift.s3.region }),
     },
     {
       name: "s3 on Ceph RGW (bucket per namespace)",
-      spec: () => ({ type: "s3", endpoint: (ceph as CephRgwServer).endpoint, bucketPrefix: `e2e${randomBytes(3).toString("hex")}-`, pathStyle: true }),
-      environment: () => ({ AWS_ACCESS_KEY_ID: (ceph as CephRgwServer).s3.accessKeyId, AWS_SECRET_ACCESS_KEY: (ceph as CephRgwServer).s3.secretAccessKey, AWS_REGION: (ceph as CephRgwServer).s3.region }),
+      spec: () => ({ type: "s3", endpoint: servers.ceph.endpoint, bucketPrefix: `e2e${randomBytes(3).toString("hex")}-`, pathStyle: true }),
+      environment: () => ({ AWS_ACCESS_KEY_ID: servers.ceph.s3.accessKeyId, AWS_SECRET_ACCESS_KEY: servers.ceph.s3.secretAccessKey, AWS_REGION: servers.ceph.s3.region }),
     },
   ];
   const codecs: Array<{ name: string; codec: CodecConfig | undefined }> = [
