@@ -26,6 +26,8 @@ import type { TaskRegistry } from "./task-registry.ts";
 export const VPOOL_CLOSE_TIMEOUT_MS = 25_000;
 /** The process exits by this time after the stop request, whatever happens. */
 export const SHUTDOWN_DEADLINE_MS = 29_000;
+/** Time kept after the vPool's close for closing the backend and exiting before the deadline. */
+const SHUTDOWN_MARGIN_MS = 2_000;
 
 /** Messages to the parent process (`ovs up`) over the IPC channel, when there is one. */
 export type StorageDriverMessage =
@@ -190,6 +192,7 @@ interface Running {
 }
 
 async function stop(logger: Logger, { nbd, exports, app, tasks, vpool, backend }: Running): Promise<number> {
+  const stopStartedMs = Date.now();
   let exitCode = 0;
   // NBD first: its clients write; once it is closed no new write can reach the vPool we flush next.
   try {
@@ -205,7 +208,10 @@ async function stop(logger: Logger, { nbd, exports, app, tasks, vpool, backend }
   tasks.close();
   if (vpool !== undefined) {
     try {
-      await vpool.close({ timeoutMs: VPOOL_CLOSE_TIMEOUT_MS });
+      // The NBD server may have spent seconds draining its connections: the vPool gets what is left
+      // before the deadline, so its close (and its log of what stays local) finishes in time.
+      const leftMs = SHUTDOWN_DEADLINE_MS - SHUTDOWN_MARGIN_MS - (Date.now() - stopStartedMs);
+      await vpool.close({ timeoutMs: Math.max(1_000, Math.min(VPOOL_CLOSE_TIMEOUT_MS, leftMs)) });
       logger.info("vPool closed cleanly: everything is on the backend");
     } catch (error) {
       exitCode = 1;
