@@ -20,7 +20,7 @@ import {
 import type { EncodedObjectHeader, ObjectCodec } from "./chunked-object-format.ts";
 import { mapBounded } from "./local-store-concurrency.ts";
 import { isStoreError, StoreError, validateKey, validateNamespace } from "./object-store.ts";
-import type { ListOptions, ListPage, NamespaceName, ObjectInfo, ObjectRange, ObjectStore, PutOptions } from "./object-store.ts";
+import type { ListOptions, ListPage, NamespaceName, ObjectInfo, ObjectRange, ObjectStore, PutOptions, PutFileOptions } from "./object-store.ts";
 import { resolveRange, validateRange } from "./object-range.ts";
 import { readSourceFile } from "./source-file.ts";
 
@@ -117,11 +117,13 @@ export class CodecObjectStore implements ObjectStore {
   }
 
   /** Reads the file and puts its encoded bytes: an encoded object cannot adopt the caller's file. */
-  async putFile(namespace: NamespaceName, key: string, filePath: string, options?: PutOptions): Promise<ObjectInfo> {
+  async putFile(namespace: NamespaceName, key: string, filePath: string, options?: PutFileOptions): Promise<ObjectInfo> {
     this.checkOpen();
     validateNamespace(namespace);
     validateKey(key);
-    return this.put(namespace, key, await readSourceFile(filePath), options);
+    // The caller's block checksums describe the plain bytes, not the encoded object: drop them.
+    const { blockCrc32cs: _plainChecksums, ...putOptions } = options ?? {};
+    return this.put(namespace, key, await readSourceFile(filePath), putOptions);
   }
 
   async get(namespace: NamespaceName, key: string, range?: ObjectRange): Promise<Buffer> {

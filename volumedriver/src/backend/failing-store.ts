@@ -10,7 +10,7 @@
 // putFile is faulted as a put: it stores an object as put does.
 import { setTimeout as sleepMs } from "node:timers/promises";
 import { StoreError } from "./object-store.ts";
-import type { ListOptions, ListPage, NamespaceName, ObjectInfo, ObjectRange, ObjectStore, PutOptions, StoreErrorKind } from "./object-store.ts";
+import type { ListOptions, ListPage, NamespaceName, ObjectInfo, ObjectRange, ObjectStore, PutOptions, StoreErrorKind, PutFileOptions } from "./object-store.ts";
 import type { ObjectStoreOperation } from "./instrumented-store.ts";
 
 export interface FailingObjectStoreOptions {
@@ -127,7 +127,7 @@ export class FailingObjectStore implements ObjectStore {
   }
 
   /** Faulted as a put (the operation "put" in `operations` covers it). */
-  async putFile(namespace: NamespaceName, key: string, filePath: string, options?: PutOptions): Promise<ObjectInfo> {
+  async putFile(namespace: NamespaceName, key: string, filePath: string, options?: PutFileOptions): Promise<ObjectInfo> {
     return this.call("put", `${namespace}/${key}`, () => this.inner.putFile(namespace, key, filePath, options));
   }
 

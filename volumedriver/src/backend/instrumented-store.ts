@@ -14,6 +14,7 @@ import type {
   ObjectStore,
   PutOptions,
   StoreErrorKind,
+  PutFileOptions,
 } from "./object-store.ts";
 
 /**
@@ -104,7 +105,7 @@ export class InstrumentedObjectStore implements ObjectStore {
   }
 
   /** Counted as a put of the file's size (stat before the call; 0 if the file cannot be read). */
-  async putFile(namespace: NamespaceName, key: string, filePath: string, options?: PutOptions): Promise<ObjectInfo> {
+  async putFile(namespace: NamespaceName, key: string, filePath: string, options?: PutFileOptions): Promise<ObjectInfo> {
     const sizeBytes = await sourceFileSizeBytes(filePath);
     return this.measure("put", namespace, sizeBytes, () => this.inner.putFile(namespace, key, filePath, options));
   }

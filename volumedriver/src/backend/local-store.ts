@@ -10,7 +10,8 @@
 //   (concurrent puts share that fsync). Readers see the old file or the new one, whole; a put
 //   resolves once its object is durable.
 // - A putFile adopts the caller's file: it hard-links it into the namespace directory as a data
-//   file, checksums it by reading it and fdatasyncs it, writes a meta file (version 2: header and
+//   file, checksums it by reading it (or adopts the caller's block checksums) and fdatasyncs it,
+//   writes a meta file (version 2: header and
 //   checksum table, naming the data file) under a temp name, fsyncs the directory (so the data
 //   file's name is durable before any meta file names it), then publishes the meta file exactly
 //   as put publishes its file. If the link fails (another file system, a link limit), it copies.
@@ -26,7 +27,7 @@ import { link, lstat, mkdir, open, readdir, rename, rm, stat, unlink } from "nod
 import type { FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { isStoreError, NAMESPACE_NAME_PATTERN, StoreError, validateKey, validateNamespace } from "./object-store.ts";
-import type { ListOptions, ListPage, NamespaceName, ObjectInfo, ObjectRange, ObjectStore, PutOptions } from "./object-store.ts";
+import type { ListOptions, ListPage, NamespaceName, ObjectInfo, ObjectRange, ObjectStore, PutOptions, PutFileOptions } from "./object-store.ts";
 import { compareKeys, resolveListLimitKeys } from "./list-paging.ts";
 import { validateRange } from "./object-range.ts";
 import { classifyFileName, dataFileNameOf, fileNameOfKey, TEMP_FILE_PREFIX } from "./local-file-names.ts";
@@ -143,14 +144,14 @@ export class LocalObjectStore implements ObjectStore {
   }
 
   /** Adopts the file by hard link (no copy of its bytes); copies it when it cannot be linked. */
-  async putFile(namespace: NamespaceName, key: string, filePath: string, options?: PutOptions): Promise<ObjectInfo> {
+  async putFile(namespace: NamespaceName, key: string, filePath: string, options?: PutFileOptions): Promise<ObjectInfo> {
     return this.run(`put file ${namespace}/${key}`, async () => {
       const location = this.locate(namespace, key);
       return this.keyLocks.run(location.filePath, async () => {
         const replaced = await this.checkPrecondition(location, options);
         const dataPath = await this.linkDataFile(location, filePath);
         if (dataPath === undefined) return this.putInline(location, await readSourceFile(filePath), options, replaced);
-        return this.putMeta(location, dataPath, options, replaced);
+        return this.putMeta(location, dataPath, options, replaced, options?.blockCrc32cs);
       });
     });
   }
@@ -328,10 +329,11 @@ export class LocalObjectStore implements ObjectStore {
     dataPath: string,
     options: PutOptions | undefined,
     replaced: ObjectFileHeader | undefined,
+    blockCrc32cs: Uint32Array | undefined,
   ): Promise<ObjectInfo> {
     let published = false;
     try {
-      const { table, sizeBytes } = await checksumAndSyncDataFile(dataPath);
+      const { table, sizeBytes } = await checksumAndSyncDataFile(dataPath, blockCrc32cs);
       const { file, etag } = encodeMetaFile(location.key, path.basename(dataPath), sizeBytes, table);
       const tempPath = await this.writeTempFile(location, [file]);
       // The data file's name must be durable before a meta file names it (the temp file's name
@@ -519,11 +521,22 @@ async function removeReplacedDataFile(location: ObjectLocation, replaced: Object
  * Reads the adopted data file once (from the page cache, as a rule: the caller just wrote it) to
  * build its checksum table, then fdatasyncs it (cheap when the caller already synced it).
  */
-async function checksumAndSyncDataFile(dataPath: string): Promise<{ table: Buffer; sizeBytes: number }> {
+/**
+ * The block checksum table of a data file, and the file fdatasynced. The caller's table (putFile's
+ * blockCrc32cs) is adopted when it has one entry per block of the file as it is now, which spares
+ * reading the whole file back; a table of the wrong length is ignored. An entry that is wrong makes
+ * reads of that block fail as Corrupt, as a block damaged on disk would.
+ */
+async function checksumAndSyncDataFile(dataPath: string, blockCrc32cs: Uint32Array | undefined): Promise<{ table: Buffer; sizeBytes: number }> {
   const handle = await open(dataPath, "r");
   try {
     const sizeBytes = (await handle.stat()).size;
     const table = Buffer.alloc(4 * blockCountOf(sizeBytes));
+    if (blockCrc32cs !== undefined && blockCrc32cs.length === blockCountOf(sizeBytes)) {
+      for (let block = 0; block < blockCrc32cs.length; block++) table.writeUInt32LE(blockCrc32cs[block]!, 4 * block);
+      await handle.datasync();
+      return { table, sizeBytes };
+    }
     const chunk = Buffer.allocUnsafe(Math.min(sizeBytes, DATA_FILE_READ_CHUNK_SIZE_BYTES));
     for (let positionBytes = 0; positionBytes < sizeBytes; positionBytes += chunk.length) {
       const lengthBytes = Math.min(chunk.length, sizeBytes - positionBytes);

@@ -4,7 +4,7 @@
 // Etags are "v<n>" with n counting puts in this store: every put yields a new etag, even of
 // identical bytes.
 import { StoreError, validateKey, validateNamespace } from "./object-store.ts";
-import type { ListOptions, ListPage, NamespaceName, ObjectInfo, ObjectRange, ObjectStore, PutOptions } from "./object-store.ts";
+import type { ListOptions, ListPage, NamespaceName, ObjectInfo, ObjectRange, ObjectStore, PutOptions, PutFileOptions } from "./object-store.ts";
 import { compareKeys, resolveListLimitKeys, selectPage } from "./list-paging.ts";
 import { resolveRange, validateRange } from "./object-range.ts";
 import { readSourceFile } from "./source-file.ts";
@@ -55,7 +55,7 @@ export class MemoryObjectStore implements ObjectStore {
   }
 
   /** Copies the file's bytes, so later changes to the file (against the contract) do not show. */
-  async putFile(namespace: NamespaceName, key: string, filePath: string, options?: PutOptions): Promise<ObjectInfo> {
+  async putFile(namespace: NamespaceName, key: string, filePath: string, options?: PutFileOptions): Promise<ObjectInfo> {
     this.objectsOf(namespace, key);
     return this.store(namespace, key, await readSourceFile(filePath), options);
   }

@@ -24,6 +24,17 @@ export interface PutOptions {
   ifMatch?: string;
 }
 
+/** putFile's options: put's, plus what the caller already knows about the file. */
+export interface PutFileOptions extends PutOptions {
+  /**
+   * CRC-32C of each 4096-byte block of the file, in order (the last block may be short), computed
+   * by the caller as it wrote the bytes. A store that keeps checksums of that block size may adopt
+   * them instead of reading the file back (the local store does); every other store ignores them.
+   * A wrong table is not trusted blindly: it makes later reads of those blocks fail as Corrupt.
+   */
+  blockCrc32cs?: Uint32Array;
+}
+
 export interface ObjectInfo {
   key: string;
   sizeBytes: number;
@@ -60,7 +71,7 @@ export interface ObjectStore {
    * the file's bytes by hard link instead of copying them (the local store does). A file that
    * cannot be read because it does not exist is Invalid.
    */
-  putFile(namespace: NamespaceName, key: string, filePath: string, options?: PutOptions): Promise<ObjectInfo>;
+  putFile(namespace: NamespaceName, key: string, filePath: string, options?: PutFileOptions): Promise<ObjectInfo>;
   /** Whole object, or the byte range given. */
   get(namespace: NamespaceName, key: string, range?: ObjectRange): Promise<Buffer>;
   /** Object metadata, or undefined if absent. */

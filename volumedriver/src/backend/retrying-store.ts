@@ -14,7 +14,7 @@
 //   namespace that never existed, and a caller that wants the namespace gone can ignore NotFound.
 import { setTimeout as sleepMs } from "node:timers/promises";
 import { isStoreError, StoreError } from "./object-store.ts";
-import type { ListOptions, ListPage, NamespaceName, ObjectInfo, ObjectRange, ObjectStore, PutOptions } from "./object-store.ts";
+import type { ListOptions, ListPage, NamespaceName, ObjectInfo, ObjectRange, ObjectStore, PutOptions, PutFileOptions } from "./object-store.ts";
 import { readSourceFile } from "./source-file.ts";
 
 export interface RetryingObjectStoreOptions {
@@ -89,7 +89,7 @@ export class RetryingObjectStore implements ObjectStore {
   }
 
   /** Retried like put; the check after an ambiguous conditional attempt reads the file to compare. */
-  async putFile(namespace: NamespaceName, key: string, filePath: string, options?: PutOptions): Promise<ObjectInfo> {
+  async putFile(namespace: NamespaceName, key: string, filePath: string, options?: PutFileOptions): Promise<ObjectInfo> {
     return this.retryPut(namespace, key, options, () => this.inner.putFile(namespace, key, filePath, options), () => readSourceFile(filePath));
   }
 

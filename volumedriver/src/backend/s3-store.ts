@@ -22,7 +22,7 @@ import https from "node:https";
 import { compareKeys, resolveListLimitKeys } from "./list-paging.ts";
 import { resolveRange, validateRange } from "./object-range.ts";
 import { isStoreError, StoreError, validateKey, validateNamespace } from "./object-store.ts";
-import type { ListOptions, ListPage, NamespaceName, ObjectInfo, ObjectRange, ObjectStore, PutOptions } from "./object-store.ts";
+import type { ListOptions, ListPage, NamespaceName, ObjectInfo, ObjectRange, ObjectStore, PutOptions, PutFileOptions } from "./object-store.ts";
 import { probeConditionalWrites } from "./s3-conditional-writes.ts";
 import type { ConditionalWriteSupport } from "./s3-conditional-writes.ts";
 import { mapS3Error } from "./s3-error-map.ts";
@@ -219,7 +219,7 @@ export class S3ObjectStore implements ObjectStore {
     });
   }
 
-  async putFile(namespace: NamespaceName, key: string, filePath: string, options?: PutOptions): Promise<ObjectInfo> {
+  async putFile(namespace: NamespaceName, key: string, filePath: string, options?: PutFileOptions): Promise<ObjectInfo> {
     return this.call(`putFile ${objectName(namespace, key)}`, namespace, key, async (bucket) => {
       const sizeBytes = await sourceFileSize(filePath);
       if (sizeBytes <= this.multipartThresholdBytes) {

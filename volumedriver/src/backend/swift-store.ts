@@ -18,7 +18,7 @@ import type { FileHandle } from "node:fs/promises";
 import { open } from "node:fs/promises";
 import { createHash } from "node:crypto";
 import { NAMESPACE_NAME_PATTERN, StoreError, validateKey, validateNamespace } from "./object-store.ts";
-import type { ListOptions, ListPage, NamespaceName, ObjectInfo, ObjectRange, ObjectStore, PutOptions, StoreErrorKind } from "./object-store.ts";
+import type { ListOptions, ListPage, NamespaceName, ObjectInfo, ObjectRange, ObjectStore, PutOptions, StoreErrorKind, PutFileOptions } from "./object-store.ts";
 import { compareKeys, resolveListLimitKeys } from "./list-paging.ts";
 import { resolveRange, validateRange } from "./object-range.ts";
 import { authenticate } from "./swift-auth.ts";
@@ -163,7 +163,7 @@ export class SwiftObjectStore implements ObjectStore {
   }
 
   /** Streams the file as the request body (Content-Length from fstat of the open file); its MD5 is computed on the way and checked against Swift's ETag. */
-  async putFile(namespace: NamespaceName, key: string, filePath: string, options?: PutOptions): Promise<ObjectInfo> {
+  async putFile(namespace: NamespaceName, key: string, filePath: string, options?: PutFileOptions): Promise<ObjectInfo> {
     return this.operate(async () => {
       validateNamespace(namespace);
       validateKey(key);

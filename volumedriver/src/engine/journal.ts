@@ -18,7 +18,7 @@ import type { Logger } from "pino";
 import { crc32c } from "../../../alba/src/codec/crc32c.ts";
 import { VolumeError } from "./block-device.ts";
 import { LocalSco } from "./local-sco.ts";
-import { encodeScoHeader, scoClusterOffsetBytes, scoObjectKey } from "./formats/sco-format.ts";
+import { encodeScoHeader, SCO_HEADER_SIZE_BYTES, scoClusterOffsetBytes, scoObjectKey } from "./formats/sco-format.ts";
 import {
   encodeEndEntry, encodeTlogHeader, encodeTrimEntry, encodeWriteEntry, SCRUB_TLOG_NUMBER_BASE,
   TLOG_ENTRY_SIZE_BYTES, TLOG_HEADER_SIZE_BYTES, tlogObjectKey,
@@ -157,6 +157,11 @@ export class Journal {
     this.nextTlogNumber = nextTlogNumber;
   }
 
+  /** putFile's block checksums of a sealed SCO, when this process wrote all of it. */
+  scoBlockCrc32cs(scoNumber: number): Uint32Array | undefined {
+    return this.scos.get(scoNumber)?.fileBlockCrc32cs();
+  }
+
   scoPath(scoNumber: number): string {
     return join(this.settings.directory, scoObjectKey(scoNumber));
   }
@@ -250,6 +255,7 @@ export class Journal {
       sco.pendingChunks.push({ firstCluster: sco.clusterCount, clusterCount: 0, data: segment.scoData });
     }
     const scoOffset = sco.clusterCount;
+    sco.recordBlockCrc32c(1 + scoOffset, dataCrc, 1 + this.settings.scoClusterCount);
     (segment.scoData as Buffer).set(data, segment.scoClusterCount * CLUSTER_SIZE_BYTES);
     segment.scoClusterCount++;
     sco.pendingChunks[sco.pendingChunks.length - 1].clusterCount = segment.scoClusterCount;
@@ -499,7 +505,9 @@ export class Journal {
       await mkdir(join(this.settings.directory, "sco"), { recursive: true });
       handle = await open(sco.path, "w+");
       sco.adoptHandle(handle);
-      await handle.write(encodeScoHeader({ scoNumber: sco.scoNumber, tlogNumber: sco.tlogNumber, volumeUuid: this.settings.volumeUuid }), 0, 4096, 0);
+      const header = encodeScoHeader({ scoNumber: sco.scoNumber, tlogNumber: sco.tlogNumber, volumeUuid: this.settings.volumeUuid });
+      sco.recordBlockCrc32c(0, crc32c(header.subarray(0, SCO_HEADER_SIZE_BYTES)), 1 + this.settings.scoClusterCount);
+      await handle.write(header, 0, SCO_HEADER_SIZE_BYTES, 0);
     }
     return handle;
   }

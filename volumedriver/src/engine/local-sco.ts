@@ -62,6 +62,13 @@ export class LocalSco {
   firstWriteMs = 0;
   /** Last time a read touched it, for eviction order. */
   lastUseMs = 0;
+  /**
+   * CRC-32C of each 4 KiB block of the file as this process wrote it: the header, then cluster i at
+   * i + 1. Handed to the backend's putFile (blockCrc32cs) so the local store need not read the SCO
+   * back; absent for an SCO recovered after a restart, and dropped once the SCO is safe.
+   */
+  private blockCrc32cs: Uint32Array | undefined;
+  private blockCrc32cCount = 0;
   private handle: FileHandle | undefined;
   private handleOpening: Promise<FileHandle> | undefined;
   private readers = 0;
@@ -70,6 +77,25 @@ export class LocalSco {
     this.scoNumber = scoNumber;
     this.tlogNumber = tlogNumber;
     this.path = path;
+  }
+
+  /** Records the CRC-32C of block `blockIndex` (0: the header; i + 1: cluster i), written once each. */
+  recordBlockCrc32c(blockIndex: number, crc32c: number, blockCountMax: number): void {
+    this.blockCrc32cs ??= new Uint32Array(blockCountMax);
+    this.blockCrc32cs[blockIndex] = crc32c;
+    this.blockCrc32cCount++;
+  }
+
+  /** The block checksums of the whole file, if this process recorded every one of them. */
+  fileBlockCrc32cs(): Uint32Array | undefined {
+    const blockCount = 1 + this.clusterCount;
+    if (this.blockCrc32cs === undefined || this.blockCrc32cCount !== blockCount) return undefined;
+    return this.blockCrc32cs.subarray(0, blockCount);
+  }
+
+  /** The backend holds the SCO: its checksums are no longer needed here. */
+  dropBlockCrc32cs(): void {
+    this.blockCrc32cs = undefined;
   }
 
   get sizeBytes(): number {

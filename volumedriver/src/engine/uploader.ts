@@ -16,6 +16,8 @@ export interface UploaderSettings {
   logger: Logger;
   scoPath: (scoNumber: number) => string;
   tlogPath: (tlogNumber: number) => string;
+  /** The block checksums of a sealed SCO's file, when known (putFile's blockCrc32cs). */
+  scoBlockCrc32cs?: (scoNumber: number) => Uint32Array | undefined;
   /** Called after each SCO upload (stalled writers re-check whether sealing would help). */
   onScoUploaded?: () => void;
 }
@@ -46,7 +48,8 @@ export class Uploader {
 
   enqueueSco(scoNumber: number): void {
     if (this.scoUploads.has(scoNumber)) return;
-    const upload = this.withSlot(() => this.uploadFile(scoObjectKey(scoNumber), this.settings.scoPath(scoNumber)))
+    const upload = this.withSlot(() => this.uploadFile(scoObjectKey(scoNumber), this.settings.scoPath(scoNumber),
+      this.settings.scoBlockCrc32cs?.(scoNumber)))
       .then(() => this.settings.onScoUploaded?.());
     upload.catch(() => undefined); // a stopped upload's rejection is observed by whoever awaits the TLog
     this.scoUploads.set(scoNumber, upload);
@@ -116,11 +119,11 @@ export class Uploader {
     }
   }
 
-  private async uploadFile(key: string, path: string): Promise<void> {
+  private async uploadFile(key: string, path: string, blockCrc32cs?: Uint32Array): Promise<void> {
     // A sealed SCO or TLog file never changes again, as putFile requires; the local store then
-    // adopts it by hard link instead of copying it.
+    // adopts it by hard link instead of copying it (and the SCO's block checksums instead of reading it).
     await this.withRetries(key, async () => {
-      await this.store.putFile(this.namespace, key, path);
+      await this.store.putFile(this.namespace, key, path, blockCrc32cs === undefined ? undefined : { blockCrc32cs });
     });
   }
 

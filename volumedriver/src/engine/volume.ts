@@ -156,6 +156,7 @@ export class VolumeEngine implements VolumeInterface, WriteBufferMember, Journal
       logger: this.logger,
       scoPath: (scoNumber) => this.journal.scoPath(scoNumber),
       tlogPath: (tlogNumber) => this.journal.tlogPath(tlogNumber),
+      scoBlockCrc32cs: (scoNumber) => this.journal.scoBlockCrc32cs(scoNumber),
       onScoUploaded: () => this.writeBuffer.progress(),
     }, (tlogNumber, scoNumbers) => this.tlogUploaded(tlogNumber, scoNumbers));
     for (const tlog of recovered.tlogsToUpload) this.uploader.enqueueTlog(tlog.tlogNumber, tlog.scoNumbers);
@@ -183,6 +184,7 @@ export class VolumeEngine implements VolumeInterface, WriteBufferMember, Journal
       const sco = this.scos.get(scoNumber);
       if (sco !== undefined && sco.state !== "safe") {
         sco.state = "safe";
+        sco.dropBlockCrc32cs();
         this.notUploadedBytes -= sco.sizeBytes;
       }
     }

@@ -8,6 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { LocalObjectStore } from "../../../../volumedriver/src/backend/local-store.ts";
 import { isStoreError } from "../../../../volumedriver/src/backend/object-store.ts";
+import { crc32c } from "../../../../alba/src/codec/crc32c.ts";
 import { expectStoreError, listAllKeys, runObjectStoreContract, seededBytes } from "./object-store-contract.ts";
 
 async function makeTempDirectory(): Promise<string> {
@@ -242,6 +243,24 @@ describe("LocalObjectStore", function () {
       assert.ok((await store.get("ns", "k", { offsetBytes: 0, lengthBytes: 4096 })).equals(data.subarray(0, 4096)));
       assert.ok((await store.get("ns", "k", { offsetBytes: 8192, lengthBytes: 10_000 })).equals(data.subarray(8192)));
       assert.equal((await store.head("ns", "k"))?.sizeBytes, data.length, "head reads only the meta file");
+    });
+
+    it("local_put_file_adopts_caller_block_checksums", async function () {
+      // Goal: putFile with the caller's block checksums stores a readable object; a wrong entry fails exactly its block as Corrupt; a table of the wrong length is ignored.
+      const store = await openStore();
+      await store.createNamespace("ns");
+      const data = seededBytes(3 * 4096 + 100, 11);
+      const blockCrc32cs = Uint32Array.from([0, 1, 2, 3].map((block) => crc32c(data.subarray(block * 4096, (block + 1) * 4096))));
+      await store.putFile("ns", "right", await writeSource("right", data), { blockCrc32cs });
+      assert.ok((await store.get("ns", "right")).equals(data));
+      const wrong = blockCrc32cs.slice();
+      wrong[2] ^= 1;
+      await store.putFile("ns", "wrong", await writeSource("wrong", data), { blockCrc32cs: wrong });
+      await expectStoreError(store.get("ns", "wrong"), "Corrupt");
+      await expectStoreError(store.get("ns", "wrong", { offsetBytes: 2 * 4096, lengthBytes: 1 }), "Corrupt");
+      assert.ok((await store.get("ns", "wrong", { offsetBytes: 0, lengthBytes: 2 * 4096 })).equals(data.subarray(0, 2 * 4096)));
+      await store.putFile("ns", "short-table", await writeSource("short-table", data), { blockCrc32cs: wrong.subarray(0, 3) });
+      assert.ok((await store.get("ns", "short-table")).equals(data), "a table of the wrong length is ignored, the file checksummed");
     });
 
     it("local_put_file_missing_or_short_data_file_detected", async function () {
