@@ -2,15 +2,15 @@
 // format in volumedriver/docs/formats.md, "Encoded objects"). Invariants: no decoder here is ever
 // handed a size it did not check first (lz4 and snappy allocate what their input announces), a
 // decoder's output is accepted only if it is exactly the chunk's plain size, and every failure is a
-// StoreError("Corrupt"), never a crash: lz4 and snappy are the napi-rs bindings of the Rust crates
-// lz4_flex and snap, whose block decoders return errors on malformed input.
+// StoreError("Corrupt"), never a crash. The compression primitives live in
+// alba/src/codec/compression.ts (shared with Alba's fragments); this file maps their errors.
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync } from "node:crypto";
-import lz4 from "lz4-napi";
-import snappy from "snappy";
+import { COMPRESSIONS, DecompressionError, compressBlock, decompressBlock } from "../../../alba/src/codec/compression.ts";
+import type { Compression } from "../../../alba/src/codec/compression.ts";
 import { StoreError } from "./object-store.ts";
 
-export const COMPRESSIONS = ["none", "lz4", "snappy"] as const;
-export type Compression = (typeof COMPRESSIONS)[number];
+export { COMPRESSIONS };
+export type { Compression };
 
 /** The codes of the header's compression byte. */
 export const COMPRESSION_CODES: Readonly<Record<Compression, number>> = { none: 0, lz4: 1, snappy: 2 };
@@ -69,65 +69,21 @@ export function decryptChunk(objectKey: Buffer, chunkIndex: number, aad: Buffer,
 
 /**
  * Compresses one chunk; undefined when compression does not make it smaller (it is then stored
- * raw). lz4 blocks are stored without lz4-napi's 4-byte size prefix: the size is known from the
- * header, and the decoder gets that trusted size instead of one read from the object.
+ * raw). The block format (lz4 without its size prefix, raw snappy) is alba/src/codec/compression.ts's.
  */
 export async function compressChunk(compression: Compression, data: Buffer): Promise<Buffer | undefined> {
-  let compressed: Buffer;
-  switch (compression) {
-    case "none":
-      return undefined;
-    case "lz4":
-      compressed = (await lz4.compress(data)).subarray(4);
-      break;
-    case "snappy":
-      compressed = await snappy.compress(data);
-      break;
-  }
-  return compressed.length < data.length ? compressed : undefined;
+  return compressBlock(compression, data);
 }
 
 /** Decompresses one chunk to exactly `plainSizeBytes` bytes, or fails Corrupt. */
 export function decompressChunk(compression: Compression, stored: Buffer, plainSizeBytes: number, where: string): Buffer {
-  let plain: Buffer;
+  if (compression === "none") {
+    throw new StoreError("Corrupt", `${where}: a chunk is flagged compressed in an object without compression`);
+  }
   try {
-    switch (compression) {
-      case "none":
-        throw new StoreError("Corrupt", `${where}: a chunk is flagged compressed in an object without compression`);
-      case "lz4": {
-        const sized = Buffer.allocUnsafe(4 + stored.length);
-        sized.writeUInt32LE(plainSizeBytes, 0);
-        stored.copy(sized, 4);
-        plain = lz4.uncompressSync(sized);
-        break;
-      }
-      case "snappy": {
-        // The raw snappy format opens with the plain size as a varint; check it before the
-        // decoder allocates that much.
-        const announced = readVarint32(stored);
-        if (announced !== plainSizeBytes) {
-          throw new StoreError("Corrupt", `${where}: snappy chunk announces ${announced ?? "no"} plain bytes, the table says ${plainSizeBytes}`);
-        }
-        plain = snappy.uncompressSync(stored, { asBuffer: true }) as Buffer;
-        break;
-      }
-    }
+    return decompressBlock(compression, stored, plainSizeBytes);
   } catch (error) {
-    if (error instanceof StoreError) throw error;
-    throw new StoreError("Corrupt", `${where}: ${compression} chunk does not decompress: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    if (error instanceof DecompressionError) throw new StoreError("Corrupt", `${where}: ${compression} chunk: ${error.message}`, { cause: error });
+    throw error;
   }
-  if (plain.length !== plainSizeBytes) {
-    throw new StoreError("Corrupt", `${where}: ${compression} chunk decompresses to ${plain.length} bytes, the table says ${plainSizeBytes}`);
-  }
-  return plain;
-}
-
-/** A little-endian base-128 varint of at most 5 bytes at the start of `bytes`, or undefined. */
-function readVarint32(bytes: Buffer): number | undefined {
-  let value = 0;
-  for (let index = 0; index < 5 && index < bytes.length; index++) {
-    value += (bytes[index] & 0x7f) * 2 ** (7 * index);
-    if ((bytes[index] & 0x80) === 0) return value;
-  }
-  return undefined;
 }

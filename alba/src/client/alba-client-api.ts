@@ -1,0 +1,96 @@
+// What the proxy and the tools need from an Alba client: object operations on namespaces, and the
+// administration of ASDs and presets. `AlbaClient` (alba-client.ts) implements it in-process on a
+// metadata store and ASD connections; `ProxyClient` (../proxy/proxy-client.ts) implements it over
+// the proxy's HTTP API (alba/docs/proxy-protocol.md).
+import type { AsdRecord, NamespaceRecord, ObjectManifest } from "../metadata/metadata-store.ts";
+import type { Preset } from "../preset/preset.ts";
+import type { AsdStatistics, ByteRange } from "../asd/asd-api.ts";
+
+export interface AlbaObjectInfo {
+  key: string;
+  sizeBytes: number;
+  /** The object id of the current version. */
+  etag: string;
+}
+
+export interface AlbaPutOptions {
+  ifAbsent?: boolean;
+  ifMatch?: string;
+}
+
+export interface AlbaListOptions {
+  prefix?: string;
+  startAfter?: string;
+  limitKeys?: number;
+}
+
+export interface AlbaListPage {
+  objects: AlbaObjectInfo[];
+  nextStartAfter?: string;
+}
+
+export interface AsdStatus {
+  record: AsdRecord;
+  /** up: answered its last probe; down: did not (since `downSince`). */
+  health: "up" | "down";
+  downSince?: string;
+  statistics?: AsdStatistics;
+}
+
+/** Per preset: how many more ASD (node) losses every object can survive right now. */
+export interface DiskSafety {
+  presetName: string;
+  objectCount: number;
+  /** Count of chunks by how many more fragments they can lose before data loss (m - missing). */
+  chunksByRemainingRedundancy: Record<string, number>;
+}
+
+/**
+ * Errors: AlbaError kinds NotFound (namespace, key, preset, ASD), PreconditionFailed (ifAbsent/ifMatch),
+ * NoSatisfiablePolicy (message: "no satisfiable policy ..."), Unavailable (too few fragments readable
+ * right now; retry later), Invalid (bad request), Conflict (exists already / in use), Corrupt (decoded
+ * bytes fail their checks even after trying every fragment combination).
+ */
+export type AlbaErrorKind = "NotFound" | "PreconditionFailed" | "NoSatisfiablePolicy" | "Unavailable" | "Invalid" | "Conflict" | "Corrupt";
+
+export class AlbaError extends Error {
+  readonly kind: AlbaErrorKind;
+  constructor(kind: AlbaErrorKind, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.kind = kind;
+    this.name = `AlbaError(${kind})`;
+  }
+}
+
+export function isAlbaError(error: unknown, kind?: AlbaErrorKind): error is AlbaError {
+  return error instanceof AlbaError && (kind === undefined || error.kind === kind);
+}
+
+export interface AlbaObjectApi {
+  createNamespace(name: string, options?: { presetName?: string }): Promise<NamespaceRecord>;
+  /** Deletes the namespace, its manifests and (in the background) its fragments. */
+  deleteNamespace(name: string): Promise<void>;
+  listNamespaces(): Promise<NamespaceRecord[]>;
+  getNamespace(name: string): Promise<NamespaceRecord | undefined>;
+
+  put(namespace: string, key: string, data: Uint8Array, options?: AlbaPutOptions): Promise<AlbaObjectInfo>;
+  get(namespace: string, key: string): Promise<Buffer>;
+  /** One Buffer per range, in order (clamped at the end like HTTP Range; a range starting past the end is Invalid). */
+  getRanges(namespace: string, key: string, ranges: readonly ByteRange[]): Promise<Buffer[]>;
+  head(namespace: string, key: string): Promise<AlbaObjectInfo | undefined>;
+  /** Missing key: not an error. */
+  delete(namespace: string, key: string, options?: { ifMatch?: string }): Promise<void>;
+  list(namespace: string, options?: AlbaListOptions): Promise<AlbaListPage>;
+  getManifest(namespace: string, key: string): Promise<ObjectManifest | undefined>;
+}
+
+export interface AlbaAdminApi {
+  /** Adds a running ASD to the backend (probes it for its id and node id). */
+  claimAsd(host: string, port: number): Promise<AsdRecord>;
+  listAsds(): Promise<AsdStatus[]>;
+  addPreset(preset: Preset): Promise<void>;
+  listPresets(): Promise<Preset[]>;
+  diskSafety(): Promise<DiskSafety[]>;
+}
+
+export type AlbaApi = AlbaObjectApi & AlbaAdminApi & { close(): Promise<void> };
