@@ -24,7 +24,11 @@ export interface BlockDevice {
   readonly readOnly: boolean;
   /** Byte-granular read; the range must lie inside the device. */
   read(offsetBytes: number, lengthBytes: number): Promise<Buffer>;
-  /** Byte-granular write; partial clusters are read-modify-written. Resolves once in the write buffer. */
+  /**
+   * Byte-granular write; partial clusters are read-modify-written. Resolves once in the write buffer.
+   * Keeps no reference to `data` once the promise settles: callers may reuse the buffer (the NBD
+   * server pools its payload buffers).
+   */
   write(offsetBytes: number, data: Uint8Array, options?: WriteOptions): Promise<void>;
   /** Resolves once every write that resolved before the call is durable (group commit). */
   flush(): Promise<void>;

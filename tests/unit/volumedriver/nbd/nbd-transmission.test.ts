@@ -159,6 +159,41 @@ describe("volumedriver NBD server: transmission", function () {
     assert.ok(Buffer.concat(replies.map((reply) => reply.data as Buffer)).equals(model), "device matches the model");
   });
 
+  it("large pipelined writes on a slow, sometimes failing device: pooled payload buffers are reused only once the device is done", async function () {
+    // Goal: payloads split over socket chunks land in pooled buffers (payload-buffer-pool.ts); a buffer
+    // released too early would be overwritten by a later request while the device still waits to copy it.
+    const nbd = await open("disk0-controlled");
+    const random = new SeededRandom(7);
+    const model = Buffer.alloc(SIZE);
+    const failing = new Set<number>();
+    fixture.controlled.delayMs = (operation, offset) => (operation === "write" ? (7 - offset / (2 * MIB)) * 4 : 0);
+    fixture.controlled.failure = (operation, offset) => (operation === "write" && failing.has(offset) ? new Error("injected") : undefined);
+    // Windows of 8 pipelined writes into 8 disjoint 2 MiB slots, each slot delayed differently, so
+    // requests overtake each other inside a window and the model stays exact.
+    for (let window = 0; window < 12; window++) {
+      const replies: Array<Promise<void>> = [];
+      for (let slot = 0; slot < 8; slot++) {
+        const length = random.pick([256 * KIB, 512 * KIB, 1 * MIB, 2 * MIB, 300 * KIB]);
+        const offset = slot * 2 * MIB;
+        const data = random.bytes(length);
+        const fails = (window * 8 + slot) % 11 === 5;
+        if (fails) failing.add(offset);
+        else failing.delete(offset);
+        if (!fails) data.copy(model, offset);
+        replies.push(nbd.write(offset, data).then((reply) => {
+          if (fails) assert.notEqual(reply.error, 0, "the injected failure reaches the client");
+          else assertOk(reply, "write");
+        }));
+      }
+      await Promise.all(replies);
+    }
+    fixture.controlled.failure = () => undefined;
+    const reads = [];
+    for (let offset = 0; offset < SIZE; offset += 1 * MIB) reads.push(nbd.read(offset, 1 * MIB));
+    const replies = await Promise.all(reads);
+    assert.ok(Buffer.concat(replies.map((reply) => reply.data as Buffer)).equals(model), "device matches the model");
+  });
+
   it("at most inFlightRequestsMax requests reach the device at once", async function () {
     await fixture.close();
     fixture = await startNbdFixture(tempDirs, { inFlightRequestsMax: 3 });

@@ -1,7 +1,10 @@
 // Bytes received on one connection and not yet decoded, kept as the list of chunks the socket gave us.
 // Decoders look at fixed-size headers in place (copied only when a header straddles two chunks) and
 // take payloads as views of the received chunk when they lie inside one, so a 4 KiB WRITE payload is
-// never copied on its way to the engine. Chunks are never reused by Node, so views stay valid.
+// never copied on its way to the engine. Chunks are never reused by Node, so views stay valid. A
+// payload that spans chunks is copied into a buffer of payload-buffer-pool.ts: hand it back with
+// payloadBufferPool.release() once the device is done with it.
+import { payloadBufferPool } from "./payload-buffer-pool.ts";
 
 /** Largest header peek() serves; the request header (28 bytes) and option header (16 bytes) fit. */
 const PEEK_BYTES_MAX = 64;
@@ -47,7 +50,8 @@ export class ReceiveQueue {
       this.consume(count);
       return view;
     }
-    const target = Buffer.allocUnsafe(count);
+    // A payload split over chunks is copied once, into a pooled buffer the caller releases.
+    const target = payloadBufferPool.take(count);
     this.copyOut(target, 0, count);
     this.consume(count);
     return target;

@@ -13,6 +13,7 @@ import {
   NBD_REQUEST_MAGIC, REQUEST_HEADER_BYTES,
 } from "./nbd-protocol.ts";
 import type { ReceiveQueue } from "./nbd-receive-queue.ts";
+import { payloadBufferPool } from "./payload-buffer-pool.ts";
 import type { ReplyWriter } from "./nbd-reply-writer.ts";
 import { decodeRequestHeader, type NbdRequest, type RequestContext, validateRequest } from "./nbd-request.ts";
 import {
@@ -235,6 +236,11 @@ export class Transmission {
     } catch (error) {
       this.deviceFailed(request, error);
     } finally {
+      // The device call has settled, so nothing holds the payload any more.
+      if (request.payload !== undefined) {
+        payloadBufferPool.release(request.payload);
+        request.payload = undefined;
+      }
       this.completed(request);
     }
   }
