@@ -6,6 +6,7 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
+import { registerAlbaCommands } from "../../../alba/src/cli/alba-commands.ts";
 import { API_URL_DEFAULT } from "./api-client.ts";
 import { registerSnapshotCommands } from "./snapshot-commands.ts";
 import { registerTaskCommands } from "./task-commands.ts";
@@ -69,7 +70,8 @@ program.command("up")
   .option("--nbd-tls-key <file>", "NBD TLS private key (PEM)")
   .option("--iscsi-port <port>", "iSCSI port, recorded for the iSCSI frontend of a later release (default 3260)", parsePort)
   .option("--backend <url>", "object store of the vPool: s3://HOST:PORT/BUCKET[?tls=1] (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION), "
-    + "swift://HOST:PORT/auth/v1.0 (ST_USER, ST_KEY; Keystone v3 when OS_AUTH_URL is set), or local (default: DIR/backend)")
+    + "swift://HOST:PORT/auth/v1.0 (ST_USER, ST_KEY; Keystone v3 when OS_AUTH_URL is set), alba://HOST:PORT[?preset=NAME] (an Alba proxy), "
+    + "or local (default: DIR/backend)")
   .action((options: UpCommandOptions) => run(async () => {
     const { runUp } = await import("../cluster/up.ts");
     // Certificate paths are the operator's, relative to where they typed the command; store them absolute.
@@ -96,5 +98,6 @@ program.command("storagedriver")
 
 registerSnapshotCommands(registerVdiskCommands(program, run, print), run, print);
 registerTaskCommands(program, run, print);
+registerAlbaCommands(program, run, print);
 
 await program.parseAsync(process.argv);

@@ -4,7 +4,7 @@
 import { randomUUID } from "node:crypto";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { backendSpecFromUrl, parseBackendSpec, type S3BackendSpec, type SwiftBackendSpec } from "../../../volumedriver/src/storagedriver/backend-spec.ts";
+import { backendSpecFromUrl, parseBackendSpec, type AlbaBackendSpec, type S3BackendSpec, type SwiftBackendSpec } from "../../../volumedriver/src/storagedriver/backend-spec.ts";
 import { isPort } from "../../../volumedriver/src/storagedriver/config.ts";
 
 export const CLUSTER_CONFIG_FORMAT_VERSION = 1;
@@ -33,8 +33,8 @@ export interface VPoolEntry {
   name: string;
   /** Relative to the data directory. */
   directory: string;
-  /** local: a directory relative to the data directory; s3 / swift: a server (credentials from the environment). */
-  backend: { type: "local"; path: string } | S3BackendSpec | SwiftBackendSpec;
+  /** local: a directory relative to the data directory; s3 / swift: a server (credentials from the environment); alba: a proxy. */
+  backend: { type: "local"; path: string } | S3BackendSpec | SwiftBackendSpec | AlbaBackendSpec;
   storagedriver: ListenAddress;
   /** vPool settings that differ from the engine's defaults. */
   settings: Record<string, number>;
@@ -72,7 +72,7 @@ export interface ClusterConfigOverrides {
   nbdTlsCert?: string;
   nbdTlsKey?: string;
   iscsiPort?: number;
-  /** `ovs up --backend`: s3://HOST:PORT/BUCKET[?tls=1] or swift://HOST:PORT/auth/v1.0; "local" goes back to DIR/backend. */
+  /** `ovs up --backend`: s3://HOST:PORT/BUCKET[?tls=1], swift://HOST:PORT/auth/v1.0 or alba://HOST:PORT; "local" goes back to DIR/backend. */
   backend?: string;
 }
 

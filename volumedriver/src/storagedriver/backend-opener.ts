@@ -1,6 +1,7 @@
 // Opens the object store a BackendSpec names, with the wrappers every StorageDriver stacks on it.
 import type { ObjectStore } from "../backend/object-store.ts";
 import { InstrumentedObjectStore, LocalObjectStore, RetryingObjectStore } from "../backend/index.ts";
+import { AlbaObjectStore } from "../backend/alba-store.ts";
 import { CodecObjectStore } from "../backend/codec-store.ts";
 import { S3ObjectStore, type S3ObjectStoreOptions } from "../backend/s3-store.ts";
 import { SwiftObjectStore, type SwiftCredentials } from "../backend/swift-store.ts";
@@ -33,6 +34,9 @@ export function openBackend(spec: BackendSpec, codec?: CodecConfig, environment:
       break;
     case "swift":
       base = new SwiftObjectStore({ credentials: swiftCredentials(spec, environment), containerPrefix: spec.containerPrefix ?? "ovs-" });
+      break;
+    case "alba":
+      base = new AlbaObjectStore({ proxyUrl: spec.proxyUrl, ...(spec.presetName === undefined ? {} : { presetName: spec.presetName }) });
       break;
   }
   const encryptionKey = codec?.encryption === undefined ? undefined : loadEncryptionKey(codec.encryption, environment);

@@ -49,9 +49,21 @@ export interface SwiftBackendSpec {
   containerPrefix?: string;
 }
 
-export type BackendSpec = LocalBackendSpec | S3BackendSpec | SwiftBackendSpec;
+/**
+ * An Alba backend, through its proxy (`ovs alba proxy run`). The proxy holds the backend's
+ * metadata and talks to the ASDs; the vPool needs only its URL. Each vDisk's namespace gets the
+ * preset named here, or the backend's default preset.
+ */
+export interface AlbaBackendSpec {
+  type: "alba";
+  /** http://host:port of the Alba proxy. */
+  proxyUrl: string;
+  presetName?: string;
+}
 
-export const BACKEND_TYPES = ["local", "s3", "swift"] as const;
+export type BackendSpec = LocalBackendSpec | S3BackendSpec | SwiftBackendSpec | AlbaBackendSpec;
+
+export const BACKEND_TYPES = ["local", "s3", "swift", "alba"] as const;
 
 function optionalString(spec: Record<string, unknown>, key: string, where: string, hint: string): string | undefined {
   const value = spec[key];
@@ -111,8 +123,15 @@ export function parseBackendSpec(value: unknown, baseDirectory: string, where: s
         ...pick(spec, where, ["containerPrefix"]),
       };
     }
+    case "alba": {
+      checkOnlyKeys(spec, ["type", "proxyUrl", "presetName"], where);
+      const proxyUrl = optionalString(spec, "proxyUrl", where, "the Alba proxy's URL, e.g. \"http://127.0.0.1:8600\"");
+      if (proxyUrl === undefined) throw new Error(`${where}.proxyUrl is missing: the Alba proxy's URL, e.g. "http://127.0.0.1:8600"`);
+      if (new URL(httpUrl(proxyUrl, `${where}.proxyUrl`)).protocol !== "http:") throw new Error(`${where}.proxyUrl must be an http:// URL (the proxy listens on loopback)`);
+      return { type: "alba", proxyUrl, ...pick(spec, where, ["presetName"]) };
+    }
     default:
-      throw new Error(`${where}.type is ${JSON.stringify(spec.type)}: supported backend types are ${BACKEND_TYPES.join(", ")} (alba comes with a later release)`);
+      throw new Error(`${where}.type is ${JSON.stringify(spec.type)}: supported backend types are ${BACKEND_TYPES.join(", ")}`);
   }
 }
 
@@ -125,6 +144,8 @@ export function describeBackendSpec(spec: BackendSpec): string {
       return `s3:${spec.endpoint ?? `aws/${spec.region ?? "default region"}`}/${spec.bucket ?? `${spec.bucketPrefix ?? "ovs-"}*`}`;
     case "swift":
       return `swift:${spec.authUrl} (${spec.auth})`;
+    case "alba":
+      return `alba:${spec.proxyUrl}${spec.presetName === undefined ? "" : ` (preset ${spec.presetName})`}`;
   }
 }
 
@@ -138,15 +159,16 @@ function pick(spec: Record<string, unknown>, where: string, keys: readonly strin
 }
 
 /**
- * The spec of an `ovs up --backend` URL: `s3://HOST:PORT/BUCKET` (add `?tls=1` for https) or
- * `swift://HOST:PORT/auth/v1.0` (Keystone when OS_AUTH_URL is set in `environment`).
+ * The spec of an `ovs up --backend` URL: `s3://HOST:PORT/BUCKET` (add `?tls=1` for https),
+ * `swift://HOST:PORT/auth/v1.0` (Keystone when OS_AUTH_URL is set in `environment`) or
+ * `alba://HOST:PORT[?preset=NAME]` (an Alba proxy).
  */
-export function backendSpecFromUrl(value: string, environment: NodeJS.ProcessEnv): S3BackendSpec | SwiftBackendSpec {
+export function backendSpecFromUrl(value: string, environment: NodeJS.ProcessEnv): S3BackendSpec | SwiftBackendSpec | AlbaBackendSpec {
   let url: URL;
   try {
     url = new URL(value);
   } catch {
-    throw new Error(`--backend ${JSON.stringify(value)} is not a URL: use s3://HOST:PORT/BUCKET or swift://HOST:PORT/auth/v1.0`);
+    throw new Error(`--backend ${JSON.stringify(value)} is not a URL: use s3://HOST:PORT/BUCKET, swift://HOST:PORT/auth/v1.0 or alba://HOST:PORT`);
   }
   if (url.username !== "" || url.password !== "") throw new Error("--backend must not hold credentials: they come from the environment");
   const scheme = url.searchParams.get("tls") === "1" ? "https" : "http";
@@ -159,7 +181,12 @@ export function backendSpecFromUrl(value: string, environment: NodeJS.ProcessEnv
     if (environment.OS_AUTH_URL) return { type: "swift", auth: "keystone", authUrl: httpUrl(environment.OS_AUTH_URL, "OS_AUTH_URL") };
     return { type: "swift", auth: "tempauth", authUrl: `${scheme}://${url.host}${url.pathname === "/" ? "/auth/v1.0" : url.pathname}` };
   }
-  throw new Error(`--backend ${value}: the scheme must be s3:// or swift://`);
+  if (url.protocol === "alba:") {
+    if (url.pathname !== "" && url.pathname !== "/") throw new Error(`--backend ${value}: an Alba proxy URL has no path, as in alba://127.0.0.1:8600`);
+    const presetName = url.searchParams.get("preset");
+    return { type: "alba", proxyUrl: `http://${url.host}`, ...(presetName === null || presetName === "" ? {} : { presetName }) };
+  }
+  throw new Error(`--backend ${value}: the scheme must be s3://, swift:// or alba://`);
 }
 
 export function checkOnlyKeys(value: Record<string, unknown>, allowedKeys: readonly string[], where: string): void {

@@ -1,0 +1,68 @@
+// The Alba proxy daemon (`ovs alba proxy run`): opens the backend directory's metadata store,
+// connects to its claimed ASDs (AsdClient), serves AlbaApi over HTTP, prints one ready line on
+// stdout ("Alba proxy listening on http://HOST:PORT"), and on SIGINT/SIGTERM stops accepting,
+// finishes requests in flight, waits briefly for background deletes, and exits 0. Logs (pino JSON)
+// go to stderr. Encryption keys are never logged (presets are logged by name and codec only).
+import { access } from "node:fs/promises";
+import { pino } from "pino";
+import { AsdClient } from "../asd/asd-client.ts";
+import { AlbaClient, metadataPathOf, type AlbaClientSettings } from "../client/alba-client.ts";
+import type { AsdRecord } from "../metadata/metadata-store.ts";
+import { startProxyServer, type ProxyExtraRoute } from "./proxy-server.ts";
+
+/** The process exits by this time after a stop signal, whatever happens. */
+export const PROXY_SHUTDOWN_DEADLINE_MS = 15_000;
+
+export interface AlbaProxyOptions {
+  backendDirectory: string;
+  host: string;
+  port: number;
+  clientSettings?: Partial<AlbaClientSettings>;
+  extraRoutes?: readonly ProxyExtraRoute[];
+}
+
+export async function runAlbaProxy(options: AlbaProxyOptions): Promise<number> {
+  const logger = pino({ name: "alba-proxy", level: process.env.OVS_LOG_LEVEL ?? "info", base: { pid: process.pid }, redact: ["*.encryptionKeyHex", "encryptionKeyHex"] },
+    pino.destination({ dest: 2, sync: true }));
+  process.title = "ovs-alba-proxy";
+  let stopRequested: (signal: string) => void = () => undefined;
+  const stopSignal = new Promise<string>((resolve) => { stopRequested = resolve; });
+  const onSignal = (signal: NodeJS.Signals): void => stopRequested(signal);
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+
+  try {
+    await access(metadataPathOf(options.backendDirectory));
+  } catch {
+    process.stderr.write(`ovs: no Alba backend in ${options.backendDirectory}: create one with \`ovs alba backend create --path ${options.backendDirectory}\`\n`);
+    return 1;
+  }
+  const client = await AlbaClient.open(options.backendDirectory, {
+    connect: (record: AsdRecord) => new AsdClient(record.host, record.port),
+    logger, ...(options.clientSettings === undefined ? {} : { settings: options.clientSettings }),
+  });
+  let server;
+  try {
+    server = await startProxyServer({ api: client, host: options.host, port: options.port, logger, ...(options.extraRoutes === undefined ? {} : { extraRoutes: options.extraRoutes }) });
+  } catch (error) {
+    process.stderr.write(`ovs: the Alba proxy cannot listen on ${options.host}:${options.port}: ${error instanceof Error ? error.message : String(error)}\n`);
+    await client.close();
+    return 1;
+  }
+  const asds = client.pool.statuses();
+  logger.info({ url: server.url, asds: asds.length, up: asds.filter((asd) => asd.health === "up").length }, "Alba proxy ready");
+  process.stdout.write(`Alba proxy listening on ${server.url}\n`);
+
+  const signal = await stopSignal;
+  logger.info({ signal }, "Alba proxy stopping");
+  setTimeout(() => {
+    logger.fatal({ deadlineMs: PROXY_SHUTDOWN_DEADLINE_MS }, "shutdown deadline passed: exiting");
+    process.exit(1);
+  }, PROXY_SHUTDOWN_DEADLINE_MS).unref();
+  await server.close();
+  await client.close();
+  process.off("SIGINT", onSignal);
+  process.off("SIGTERM", onSignal);
+  logger.info("Alba proxy stopped");
+  return 0;
+}

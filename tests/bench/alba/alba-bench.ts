@@ -1,0 +1,246 @@
+// Benchmark of Alba against the disk it writes to and against Swift, in one run on one machine:
+// 64 MiB objects put and got through the Alba proxy (6 ASD processes on 3 node ids, preset (4,2,5,2),
+// 1 MiB fragments, no compression or encryption, the proxy as its own process, the client the
+// volumedriver's `alba` ObjectStore), then got again with 2 ASDs (on different node ids) killed, so
+// every chunk decodes from parity. Compared with (a) the disk ceiling: the same encoded bytes (the
+// 6 fragments of every chunk, made by the same coder) written as plain files into 6 directories,
+// each fdatasynced, 6 writers at once, and read back; (b) PUT/GET of the same objects to a Swift
+// all-in-one (one replica on the same filesystem) with our Swift client. Each side moves
+// OVS_BENCH_OBJECTS objects (default 8) with OVS_BENCH_IN_FLIGHT requests at once (default 2). CPU per
+// GiB counts every process of a side (the bench process included: it is the client).
+// Run by hand (not part of npm test):
+//   npx tsx tests/bench/alba/alba-bench.ts
+// Environment: OVS_BENCH_OBJECTS, OVS_BENCH_IN_FLIGHT, OVS_BENCH_NO_DOCS=1 (do not touch the docs).
+import { randomBytes } from "node:crypto";
+import { mkdir, open, readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { encodeChunk } from "../../../alba/src/encoding/erasure-coder.ts";
+import { AlbaObjectStore } from "../../../volumedriver/src/backend/alba-store.ts";
+import type { ObjectStore } from "../../../volumedriver/src/backend/object-store.ts";
+import { SwiftObjectStore } from "../../../volumedriver/src/backend/swift-store.ts";
+import { startAlbaCluster, type AlbaCluster } from "../../helpers/alba-cluster.ts";
+import { objectServerMissingReason, startSwift, type SwiftServer } from "../../helpers/object-servers.ts";
+import { makeTempDir, removeTempDir } from "../../helpers/temp-dir.ts";
+import { machineDescription } from "../bench-machine.ts";
+
+const MIB = 1024 * 1024;
+const GIB = 1024 * MIB;
+const OBJECT_SIZE_BYTES = 64 * MIB;
+const OBJECT_COUNT = Number(process.env.OVS_BENCH_OBJECTS ?? 8);
+const IN_FLIGHT = Number(process.env.OVS_BENCH_IN_FLIGHT ?? 2);
+const K = 4;
+const M = 2;
+const FRAGMENT_SIZE_BYTES = MIB;
+const ASD_NODE_IDS = ["n1", "n1", "n2", "n2", "n3", "n3"];
+const DOCS_PATH = fileURLToPath(new URL("../../../docs/BENCHMARKS.md", import.meta.url));
+const DOCS_SECTION_TITLE = "## Alba (64 MiB objects, preset (4,2,5,2), 6 ASDs)";
+
+interface Measurement {
+  seconds: number;
+  bytes: number;
+  cpuSeconds: number;
+}
+
+/** utime + stime of a process (all its threads), in seconds; 0 for a process that is gone. */
+async function cpuSecondsOf(pid: number): Promise<number> {
+  try {
+    const fields = (await readFile(`/proc/${pid}/stat`, "utf8")).split(") ")[1]!.split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+async function cpuSecondsOfAll(pids: readonly number[]): Promise<number> {
+  const values = await Promise.all(pids.map(cpuSecondsOf));
+  return values.reduce((sum, value) => sum + value, 0);
+}
+
+/** Runs `work(index)` for every object with `IN_FLIGHT` at once; CPU of `pids` (and this process) counted. */
+async function measure(pids: () => readonly number[], bytes: number, work: (index: number) => Promise<void>): Promise<Measurement> {
+  const cpuBefore = (await cpuSecondsOfAll(pids())) + process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6;
+  const startedNs = process.hrtime.bigint();
+  let next = 0;
+  await Promise.all(Array.from({ length: IN_FLIGHT }, async () => {
+    while (next < OBJECT_COUNT) await work(next++);
+  }));
+  const seconds = Number(process.hrtime.bigint() - startedNs) / 1e9;
+  const cpuAfter = (await cpuSecondsOfAll(pids())) + process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6;
+  return { seconds, bytes, cpuSeconds: cpuAfter - cpuBefore };
+}
+
+function throughput(measurement: Measurement): string {
+  return `${Math.round(measurement.bytes / MIB / measurement.seconds)} MiB/s`;
+}
+
+function cpuPerGib(measurement: Measurement): string {
+  return `${(measurement.cpuSeconds / (measurement.bytes / GIB)).toFixed(1)} s`;
+}
+
+function ratio(ours: Measurement, peer: Measurement): string {
+  return `${(peer.seconds / ours.seconds * (ours.bytes / peer.bytes)).toFixed(2)}×`;
+}
+
+/** Every fragment of every chunk of every object, as Alba stores them (no compression, no encryption). */
+async function encodeAll(objects: readonly Buffer[]): Promise<Buffer[][]> {
+  const fragmentsByObject: Buffer[][] = [];
+  for (const object of objects) {
+    const fragments: Buffer[] = [];
+    for (let offset = 0; offset < object.length; offset += K * FRAGMENT_SIZE_BYTES) {
+      fragments.push(...(await encodeChunk(object.subarray(offset, offset + K * FRAGMENT_SIZE_BYTES), K, M, FRAGMENT_SIZE_BYTES)));
+    }
+    fragmentsByObject.push(fragments);
+  }
+  return fragmentsByObject;
+}
+
+async function writeFileSynced(filePath: string, data: Buffer): Promise<void> {
+  const handle = await open(filePath, "w");
+  try {
+    await handle.write(data, 0, data.length, 0);
+    await handle.datasync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function main(): Promise<void> {
+  const swiftMissing = objectServerMissingReason("swift");
+  if (swiftMissing !== undefined) throw new Error(`cannot run the Alba benchmark: ${swiftMissing}`);
+  const workDirectory = await makeTempDir("alba-bench");
+  let cluster: AlbaCluster | undefined;
+  let swift: SwiftServer | undefined;
+  const stores: ObjectStore[] = [];
+  try {
+    console.log(`Alba benchmark: ${OBJECT_COUNT} objects of ${OBJECT_SIZE_BYTES / MIB} MiB, ${IN_FLIGHT} in flight, data under ${workDirectory}`);
+    const objects = Array.from({ length: OBJECT_COUNT }, () => randomBytes(OBJECT_SIZE_BYTES));
+    const totalBytes = OBJECT_COUNT * OBJECT_SIZE_BYTES;
+    const results = new Map<string, Measurement>();
+
+    // The disk ceiling: the encoded bytes written as files, 6 directories (one per ASD), fdatasync each.
+    const fragmentsByObject = await encodeAll(objects);
+    const ceilingDirectories = ASD_NODE_IDS.map((_, index) => path.join(workDirectory, "ceiling", `disk-${index}`));
+    for (const directory of ceilingDirectories) await mkdir(directory, { recursive: true });
+    const fragmentPath = (object: number, fragment: number): string =>
+      path.join(ceilingDirectories[fragment % (K + M)]!, `o${object}-f${fragment}`);
+    results.set("ceiling put", await measure(() => [], totalBytes, async (index) => {
+      const fragments = fragmentsByObject[index]!;
+      // One writer per directory, as each ASD writes its own fragments.
+      await Promise.all(ceilingDirectories.map(async (_, directoryIndex) => {
+        for (let fragment = directoryIndex; fragment < fragments.length; fragment += K + M) {
+          await writeFileSynced(fragmentPath(index, fragment), fragments[fragment]!);
+        }
+      }));
+    }));
+    results.set("ceiling get", await measure(() => [], totalBytes, async (index) => {
+      const fragments = fragmentsByObject[index]!;
+      // The data fragments only, as a healthy Alba get reads them.
+      await Promise.all(fragments.map(async (_, fragment) => {
+        if (fragment % (K + M) < K) await readFile(fragmentPath(index, fragment));
+      }));
+    }));
+    fragmentsByObject.length = 0;
+
+    // Alba: 6 ASD processes, the proxy process, the vPool's client.
+    cluster = await startAlbaCluster({
+      directory: path.join(workDirectory, "alba"),
+      asdNodeIds: ASD_NODE_IDS,
+      preset: {
+        name: "bench", policies: [{ k: K, m: M, c: K + 1, x: 2 }], fragmentSizeBytes: FRAGMENT_SIZE_BYTES,
+        compression: "none", encryption: "none", checksum: "crc32c",
+      },
+    });
+    const albaCluster = cluster;
+    const alba = new AlbaObjectStore({ proxyUrl: cluster.proxyUrl });
+    stores.push(alba);
+    await alba.createNamespace("bench");
+    const albaPids = (): number[] => [albaCluster.proxy.pid, ...albaCluster.asds.filter((asd) => asd.harness.running).map((asd) => asd.pid)];
+    results.set("alba put", await measure(albaPids, totalBytes, async (index) => {
+      await alba.put("bench", `object-${index}`, objects[index]!);
+    }));
+    results.set("alba get", await measure(albaPids, totalBytes, async (index) => {
+      const data = await alba.get("bench", `object-${index}`);
+      if (!data.equals(objects[index]!)) throw new Error(`alba get of object ${index} returned other bytes`);
+    }));
+    await cluster.asds[1]!.kill();
+    await cluster.asds[4]!.kill();
+    results.set("alba degraded get", await measure(albaPids, totalBytes, async (index) => {
+      const data = await alba.get("bench", `object-${index}`);
+      if (!data.equals(objects[index]!)) throw new Error(`degraded alba get of object ${index} returned other bytes`);
+    }));
+    await alba.close();
+    await cluster.stop();
+    cluster = undefined;
+
+    // Swift all-in-one, native API.
+    swift = await startSwift(path.join(workDirectory, "swift"));
+    const swiftServer = swift;
+    const swiftStore = new SwiftObjectStore({ credentials: { kind: "tempauth", ...swift.swift }, containerPrefix: "bench-" });
+    stores.push(swiftStore);
+    await swiftStore.createNamespace("bench");
+    results.set("swift put", await measure(() => swiftServer.pids, totalBytes, async (index) => {
+      await swiftStore.put("bench", `object-${index}`, objects[index]!);
+    }));
+    results.set("swift get", await measure(() => swiftServer.pids, totalBytes, async (index) => {
+      const data = await swiftStore.get("bench", `object-${index}`);
+      if (!data.equals(objects[index]!)) throw new Error(`swift get of object ${index} returned other bytes`);
+    }));
+
+    const row = (name: string, ours: string, peer: string | undefined, ceiling: string): string => {
+      const oursResult = results.get(ours)!;
+      const peerResult = peer === undefined ? undefined : results.get(peer)!;
+      const ceilingResult = results.get(ceiling)!;
+      return `| ${name} | ${throughput(oursResult)} (CPU ${cpuPerGib(oursResult)}/GiB) | ` +
+        `${peerResult === undefined ? "—" : `${throughput(peerResult)} (CPU ${cpuPerGib(peerResult)}/GiB)`} | ` +
+        `${throughput(ceilingResult)} | ${peerResult === undefined ? "—" : ratio(oursResult, peerResult)} | ${ratio(oursResult, ceilingResult)} |`;
+    };
+    const table = [
+      "| test | Alba (proxy + 6 ASDs) | Swift all-in-one | disk ceiling | Alba/Swift | Alba/ceiling |",
+      "|---|---|---|---|---|---|",
+      row("put 64 MiB objects", "alba put", "swift put", "ceiling put"),
+      row("get 64 MiB objects", "alba get", "swift get", "ceiling get"),
+      row("get with 2 ASDs down (decode from parity)", "alba degraded get", "swift get", "ceiling get"),
+    ].join("\n");
+    console.log(`\n${table}`);
+    if (process.env.OVS_BENCH_NO_DOCS !== "1") await updateDocs(table);
+  } finally {
+    for (const store of stores) await store.close().catch(() => undefined);
+    await cluster?.stop().catch(() => undefined);
+    await swift?.stop().catch(() => undefined);
+    await removeTempDir(workDirectory);
+  }
+}
+
+async function updateDocs(table: string): Promise<void> {
+  let document = await readFile(DOCS_PATH, "utf8");
+  const section = [
+    DOCS_SECTION_TITLE,
+    "",
+    `Measured ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC on ${machineDescription()}.`,
+    "",
+    `Command: \`npx tsx tests/bench/alba/alba-bench.ts\` (OVS_BENCH_OBJECTS=${OBJECT_COUNT}, OVS_BENCH_IN_FLIGHT=${IN_FLIGHT}).`,
+    `${OBJECT_COUNT} random objects of 64 MiB, ${IN_FLIGHT} requests in flight, every side on the same filesystem (os.tmpdir()).`,
+    "Alba: 6 `ovs alba asd run` processes on node ids n1,n1,n2,n2,n3,n3, the `ovs alba proxy run` process, the client the",
+    "volumedriver's `alba` ObjectStore (HTTP to the proxy); preset (4,2,5,2), 1 MiB fragments, no compression or encryption, CRC-32C",
+    "per fragment. Degraded: 2 ASDs (node ids n1 and n3) killed with SIGKILL, every chunk decoded from 2 data + 2 parity fragments.",
+    "Disk ceiling: the same encoded bytes (all 6 fragments of every chunk, from the same coder) written as plain files",
+    "into 6 directories, one writer per directory, each file fdatasynced (ASDs fsync each batch), and the data fragments read back.",
+    "Swift: the all-in-one of deploy/swift (proxy, account, container, object servers; 1 replica), native API, our Swift client.",
+    "CPU per GiB counts every process of the side, the benchmark process (the client) included.",
+    "",
+    table,
+    "",
+  ].join("\n");
+  const start = document.indexOf(DOCS_SECTION_TITLE);
+  if (start < 0) {
+    document = `${document.trimEnd()}\n\n${section}`;
+  } else {
+    const next = document.indexOf("\n## ", start + DOCS_SECTION_TITLE.length);
+    document = document.slice(0, start) + section + (next < 0 ? "" : document.slice(next + 1));
+  }
+  await writeFile(DOCS_PATH, document);
+  console.log(`updated ${DOCS_PATH}`);
+}
+
+await main();

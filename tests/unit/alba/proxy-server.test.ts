@@ -1,0 +1,99 @@
+// Goal: the proxy's HTTP mapping, beyond what the ObjectStore contract exercises through
+// AlbaObjectStore: Range headers (206, Content-Range), HEAD of missing objects and namespaces, error
+// codes and statuses (412, 507 NoSatisfiablePolicy, 404 routes), presets listed without keys,
+// multi-range reads, and extension routes. Server in-process on loopback over in-memory ASDs.
+import assert from "node:assert/strict";
+import path from "node:path";
+import type { AsdApi } from "../../../alba/src/asd/asd-api.ts";
+import { AlbaClient } from "../../../alba/src/client/alba-client.ts";
+import { isAlbaError } from "../../../alba/src/client/alba-client-api.ts";
+import { AsdPool } from "../../../alba/src/client/asd-pool.ts";
+import type { AsdRecord } from "../../../alba/src/metadata/metadata-store.ts";
+import { SqliteMetadataStore } from "../../../alba/src/metadata/sqlite-metadata-store.ts";
+import { validatePreset } from "../../../alba/src/preset/preset-validation.ts";
+import { ProxyClient } from "../../../alba/src/proxy/proxy-client.ts";
+import { startProxyServer, type RunningProxyServer } from "../../../alba/src/proxy/proxy-server.ts";
+import { MemoryAsd } from "../../helpers/memory-asd.ts";
+import { TempDirs } from "../../helpers/temp-dir.ts";
+
+describe("Alba proxy server (HTTP mapping)", function () {
+  const temp = new TempDirs("alba-proxy");
+  let asds: MemoryAsd[];
+  let albaClient: AlbaClient;
+  let server: RunningProxyServer;
+  let proxy: ProxyClient;
+
+  beforeEach(async function () {
+    const metadata = SqliteMetadataStore.open(path.join(await temp.make(), "metadata.sqlite"));
+    asds = Array.from({ length: 6 }, (_, index) => new MemoryAsd(`asd-${index}`, `node-${index % 3}`));
+    const pool = new AsdPool({ metadata, connect: (record: AsdRecord): AsdApi => asds[record.port - 7000]!, background: false });
+    albaClient = new AlbaClient({ metadata, pool });
+    for (const [index] of asds.entries()) await albaClient.claimAsd("memory", 7000 + index);
+    await albaClient.addPreset(validatePreset({
+      name: "secret", policies: [{ k: 4, m: 2, c: 5, x: 2 }], fragmentSizeBytes: 4096, compression: "none", encryption: "aes-256-ctr",
+      encryptionKeyHex: "cd".repeat(32),
+    }));
+    await albaClient.createNamespace("ns", { presetName: "secret" });
+    server = await startProxyServer({
+      api: albaClient, host: "127.0.0.1", port: 0,
+      extraRoutes: [{ method: "POST", path: "/v1/maintenance/run", handler: async (body) => ({ status: 202, body: { accepted: body } }) }],
+    });
+    proxy = new ProxyClient(server.url);
+  });
+
+  afterEach(async function () {
+    await proxy.close();
+    await server.close();
+    await albaClient.close();
+  });
+
+  after(async function () {
+    await temp.removeAll();
+  });
+
+  it("range_header_and_head", async function () {
+    // Goal: GET with Range answers 206 with the exact bytes and Content-Range; HEAD tells a missing object (404, no code) from a missing namespace (404, code NotFound).
+    const data = Buffer.from(Array.from({ length: 40_000 }, (_, index) => index % 251));
+    const info = await proxy.put("ns", "a/b c", data);
+    const ranged = await fetch(`${server.url}/v1/namespaces/ns/objects/${encodeURIComponent("a/b c")}`, { headers: { range: "bytes=100-199" } });
+    assert.equal(ranged.status, 206);
+    assert.equal(ranged.headers.get("content-range"), "bytes 100-199/40000");
+    assert.equal(ranged.headers.get("etag"), `"${info.etag}"`);
+    assert.ok(Buffer.from(await ranged.arrayBuffer()).equals(data.subarray(100, 200)));
+    const tail = await fetch(`${server.url}/v1/namespaces/ns/objects/${encodeURIComponent("a/b c")}`, { headers: { range: "bytes=39990-" } });
+    assert.ok(Buffer.from(await tail.arrayBuffer()).equals(data.subarray(39_990)));
+    assert.deepEqual(await proxy.head("ns", "a/b c"), info);
+    assert.equal(await proxy.head("ns", "missing"), undefined);
+    await assert.rejects(proxy.head("nons", "k"), (error: unknown) => isAlbaError(error, "NotFound"));
+    const parts = await proxy.getRanges("ns", "a/b c", [{ offsetBytes: 0, lengthBytes: 3 }, { offsetBytes: 39_999, lengthBytes: 50 }, { offsetBytes: 40_000, lengthBytes: 1 }]);
+    assert.deepEqual(parts.map((part) => [...part]), [[0, 1, 2], [data[39_999]], []]);
+  });
+
+  it("error_statuses_and_codes", async function () {
+    // Goal: precondition failures are 412, unplaceable writes 507 with "no satisfiable policy", unknown routes 404, all with a JSON {code, message}.
+    const info = await proxy.put("ns", "k", Buffer.from("v1"));
+    const stale = await fetch(`${server.url}/v1/namespaces/ns/objects/k`, { method: "PUT", headers: { "if-match": "\"0123\"" }, body: "v2" });
+    assert.equal(stale.status, 412);
+    assert.equal(((await stale.json()) as { code: string }).code, "PreconditionFailed");
+    await proxy.put("ns", "k", Buffer.from("v2"), { ifMatch: info.etag });
+    for (const asd of asds.slice(0, 2)) asd.capacityBytes = 0;
+    await albaClient.pool.probeAll();
+    const full = await fetch(`${server.url}/v1/namespaces/ns/objects/k2`, { method: "PUT", body: "data" });
+    assert.equal(full.status, 507);
+    const body = (await full.json()) as { code: string; message: string };
+    assert.equal(body.code, "NoSatisfiablePolicy");
+    assert.match(body.message, /^no satisfiable policy/);
+    const unknown = await fetch(`${server.url}/v2/whatever`);
+    assert.equal(unknown.status, 404);
+    assert.deepEqual(await proxy.get("ns", "k"), Buffer.from("v2"));
+  });
+
+  it("presets_without_keys_and_extension_route", async function () {
+    // Goal: listed presets never carry the encryption key; an extension route answers through ProxyClient.extension.
+    const presets = await proxy.listPresets();
+    const secret = presets.find((preset) => preset.name === "secret") as unknown as Record<string, unknown>;
+    assert.equal(secret.encryptionKeyHex, undefined);
+    assert.equal(secret.encrypted, true);
+    assert.deepEqual(await proxy.extension("POST", "/v1/maintenance/run", { kind: "repair" }), { accepted: { kind: "repair" } });
+  });
+});
