@@ -22,6 +22,8 @@ export interface AlbaClusterOptions {
   /** Becomes the backend's default preset (else the built-in default). */
   preset?: Preset;
   asdCapacityBytes?: number;
+  /** Extra arguments of `ovs alba proxy run`, e.g. ["--dead-asd-after", "0"]. */
+  proxyArguments?: readonly string[];
 }
 
 export interface AlbaCluster {
@@ -47,7 +49,7 @@ export async function startAlbaCluster(options: AlbaClusterOptions): Promise<Alb
       directory: path.join(options.directory, `asd-${index}`), nodeId,
       ...(options.asdCapacityBytes === undefined ? {} : { capacityBytes: options.asdCapacityBytes }),
     })))));
-    proxy = ChildHarness.ovs(["alba", "proxy", "run", "--backend", backendDirectory, "--port", "0"], { OVS_LOG_LEVEL: "warn" });
+    proxy = ChildHarness.ovs(["alba", "proxy", "run", "--backend", backendDirectory, "--port", "0", ...(options.proxyArguments ?? [])], { OVS_LOG_LEVEL: "warn" });
     const proxyUrl = (await proxy.waitForOutput(PROXY_READY_LINE, PROXY_START_TIMEOUT_MS))[1]!;
     const proxyClient = new ProxyClient(proxyUrl);
     client = proxyClient;

@@ -81,11 +81,13 @@ export function registerAlbaAdminCommands(alba: Command, asd: Command, run: RunA
     .option("--host <host>", "address to listen on (the API has no authentication: keep it on loopback)", "127.0.0.1")
     .requiredOption("--port <port>", "TCP port (0 picks a free one; the chosen port is printed)", parsePortOption)
     .option("--partial-read-max <bytes>", "serve small ranged reads of uncompressed objects from ASD range reads, unverified (default 0: off)", parseByteCountOption)
-    .action((options: { backend: string; host: string; port: number; partialReadMax?: number }) => run(async () => {
+    .option("--dead-asd-after <seconds>", "maintenance repairs the fragments of an ASD down this long (default 900)", parseSecondsOption)
+    .action((options: { backend: string; host: string; port: number; partialReadMax?: number; deadAsdAfter?: number }) => run(async () => {
       const { runAlbaProxy } = await import("../proxy/proxy-main.ts");
       process.exit(await runAlbaProxy({
         backendDirectory: path.resolve(options.backend), host: options.host, port: options.port,
         ...(options.partialReadMax === undefined ? {} : { clientSettings: { partialReadSizeBytesMax: options.partialReadMax } }),
+        ...(options.deadAsdAfter === undefined ? {} : { maintenanceSettings: { deadAsdAfterMs: options.deadAsdAfter * 1000 } }),
       }));
     }));
 
@@ -238,4 +240,9 @@ export function registerAlbaAdminCommands(alba: Command, asd: Command, run: RunA
         print(`  preset ${entry.presetName}: ${entry.objectCount} objects${buckets === "" ? "" : `; ${buckets}`}`);
       }
     }));
+}
+
+function parseSecondsOption(value: string): number {
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError("give a whole number of seconds");
+  return Number(value);
 }

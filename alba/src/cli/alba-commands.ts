@@ -1,6 +1,7 @@
 // `ovs alba ...`: run Alba's daemons (ASD, proxy) and manage a backend through its proxy. Heavy
 // modules are imported by the command that needs them.
 import { InvalidArgumentError, type Command } from "commander";
+import { registerMaintenanceCommands } from "../maintenance/maintenance-commands.ts";
 import { registerAlbaAdminCommands } from "./alba-admin-commands.ts";
 
 export type RunAction = (action: () => Promise<void>) => Promise<void>;
@@ -47,5 +48,6 @@ export function registerAlbaCommands(program: Command, run: RunAction, print: Pr
     }));
   // backend create, proxy run, and the commands that go through the proxy.
   registerAlbaAdminCommands(alba, asd, run, print);
+  registerMaintenanceCommands(alba, run, print);
   return alba;
 }

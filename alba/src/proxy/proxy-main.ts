@@ -8,6 +8,8 @@ import { pino } from "pino";
 import { AsdClient } from "../asd/asd-client.ts";
 import { AlbaClient, metadataPathOf, type AlbaClientSettings } from "../client/alba-client.ts";
 import type { AsdRecord } from "../metadata/metadata-store.ts";
+import { AlbaMaintenance, type MaintenanceSettings } from "../maintenance/maintenance.ts";
+import { MaintenanceRuns, maintenanceProxyRoutes } from "../maintenance/maintenance-routes.ts";
 import { startProxyServer, type ProxyExtraRoute } from "./proxy-server.ts";
 
 /** The process exits by this time after a stop signal, whatever happens. */
@@ -18,6 +20,7 @@ export interface AlbaProxyOptions {
   host: string;
   port: number;
   clientSettings?: Partial<AlbaClientSettings>;
+  maintenanceSettings?: Partial<MaintenanceSettings>;
   extraRoutes?: readonly ProxyExtraRoute[];
 }
 
@@ -41,9 +44,17 @@ export async function runAlbaProxy(options: AlbaProxyOptions): Promise<number> {
     connect: (record: AsdRecord) => new AsdClient(record.host, record.port),
     logger, ...(options.clientSettings === undefined ? {} : { settings: options.clientSettings }),
   });
+  // Maintenance runs inside the proxy, the one process that owns the metadata and whose manifest
+  // cache must see the fragments maintenance moves (alba/docs/maintenance.md).
+  const maintenance = new AlbaMaintenance({
+    metadata: client.metadata, pool: client.pool, logger,
+    ...(options.maintenanceSettings === undefined ? {} : { settings: options.maintenanceSettings }),
+  });
+  const maintenanceRuns = new MaintenanceRuns(maintenance, { logger });
+  const extraRoutes = [...maintenanceProxyRoutes(maintenanceRuns), ...(options.extraRoutes ?? [])];
   let server;
   try {
-    server = await startProxyServer({ api: client, host: options.host, port: options.port, logger, ...(options.extraRoutes === undefined ? {} : { extraRoutes: options.extraRoutes }) });
+    server = await startProxyServer({ api: client, host: options.host, port: options.port, logger, extraRoutes });
   } catch (error) {
     process.stderr.write(`ovs: the Alba proxy cannot listen on ${options.host}:${options.port}: ${error instanceof Error ? error.message : String(error)}\n`);
     await client.close();
@@ -60,6 +71,7 @@ export async function runAlbaProxy(options: AlbaProxyOptions): Promise<number> {
     process.exit(1);
   }, PROXY_SHUTDOWN_DEADLINE_MS).unref();
   await server.close();
+  await maintenanceRuns.idle();
   await client.close();
   process.off("SIGINT", onSignal);
   process.off("SIGTERM", onSignal);
