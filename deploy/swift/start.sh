@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts a throwaway OpenStack Swift all-in-one on 127.0.0.1 for tests: memcached, one account,
-# container and object server (one replica, one device under DIR, mount_check off) and one proxy on
-# PORT serving both the native API (tempauth, /auth/v1.0) and the S3 API (s3api, path-style).
+# container and object server (one replica and device under DIR unless SWIFT_OBJECT_REPLICAS says
+# more for objects, mount_check off) and one proxy on PORT serving both the native API (tempauth,
+# /auth/v1.0) and the S3 API (s3api, path-style).
 #
 #   deploy/swift/start.sh DIR PORT
 #
@@ -42,7 +43,13 @@ refuse_if_running "$pid_file" "swift/start.sh"
 configuration="$directory/etc"
 devices="$directory/srv/node"
 logs="$directory/log"
-mkdir -p "$configuration" "$devices/d1" "$logs"
+readonly object_replicas="${SWIFT_OBJECT_REPLICAS:-1}"
+if ! [[ "$object_replicas" =~ ^[1-9]$ ]]; then
+  echo "swift/start.sh: SWIFT_OBJECT_REPLICAS must be 1-9, not $object_replicas" >&2
+  exit 2
+fi
+mkdir -p "$configuration" "$logs"
+for device in $(seq 1 "$object_replicas"); do mkdir -p "$devices/d$device"; done
 user="$(id -un)"
 read -r account_port container_port object_port memcached_port < <(free_loopback_ports 4)
 
@@ -141,13 +148,20 @@ use = egg:swift#slo
 use = egg:swift#dlo
 EOF
 
-# Rings: 2^8 partitions, one replica, one device; min_part_hours 1 (never rebalanced again).
-for ring in account:"$account_port" container:"$container_port" object:"$object_port"; do
+# Rings: 2^8 partitions, min_part_hours 1 (never rebalanced again). Account and container: one
+# replica on d1. Objects: SWIFT_OBJECT_REPLICAS replicas (default 1) on as many devices d1..dN, each
+# in its own zone, all served by the one object server (a benchmark compares Swift with 3 replicas,
+# which survives 2 lost devices, with erasure coding that does too).
+for ring in account:"$account_port":1 container:"$container_port":1 object:"$object_port":"$object_replicas"; do
   name="${ring%%:*}"
-  port="${ring#*:}"
+  rest="${ring#*:}"
+  port="${rest%%:*}"
+  replicas="${rest#*:}"
   builder="$configuration/$name.builder"
-  swift-ring-builder "$builder" create 8 1 1 >/dev/null
-  swift-ring-builder "$builder" add "r1z1-127.0.0.1:$port/d1" 1 >/dev/null
+  swift-ring-builder "$builder" create 8 "$replicas" 1 >/dev/null
+  for device in $(seq 1 "$replicas"); do
+    swift-ring-builder "$builder" add "r1z$device-127.0.0.1:$port/d$device" 1 >/dev/null
+  done
   swift-ring-builder "$builder" rebalance >/dev/null
 done
 

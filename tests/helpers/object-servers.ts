@@ -95,9 +95,13 @@ export function requireServer(context: Mocha.Context, ...kinds: ObjectServerKind
   requirePeers(context, kinds.map(objectServerMissingReason));
 }
 
-/** Starts a Swift all-in-one (proxy with s3api + tempauth, memcached, account/container/object servers). */
-export async function startSwift(directory: string): Promise<SwiftServer> {
-  const { values, ...server } = await startServer("swift", directory);
+/**
+ * Starts a Swift all-in-one (proxy with s3api + tempauth, memcached, account/container/object
+ * servers). objectReplicas (default 1): copies of each object, on as many devices.
+ */
+export async function startSwift(directory: string, options: { objectReplicas?: number } = {}): Promise<SwiftServer> {
+  const environment = options.objectReplicas === undefined ? {} : { SWIFT_OBJECT_REPLICAS: String(options.objectReplicas) };
+  const { values, ...server } = await startServer("swift", directory, environment);
   return {
     ...server,
     kind: "swift",
@@ -120,10 +124,12 @@ interface StartedServer {
   values: Record<string, string>;
 }
 
-async function startServer(kind: ObjectServerKind, directory: string): Promise<StartedServer> {
+async function startServer(kind: ObjectServerKind, directory: string, environment: NodeJS.ProcessEnv = {}): Promise<StartedServer> {
   const scripts = SERVER_SCRIPTS[kind];
   const port = await freePort();
-  const result = await runTool(path.join(scripts.directory, "start.sh"), [directory, String(port)], { timeoutMs: scripts.startTimeoutMs });
+  const result = await runTool(path.join(scripts.directory, "start.sh"), [directory, String(port)], {
+    timeoutMs: scripts.startTimeoutMs, env: environment,
+  });
   if (result.code !== 0) {
     throw new Error(`${kind}: start.sh ${directory} ${port} exited ${result.code ?? result.signal}\nstdout:\n${result.stdout}\nstderr:\n${result.stderr}`);
   }

@@ -3,7 +3,9 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { request } from "node:http";
 import { isAsdError, type AsdErrorKind } from "../../alba/src/asd/asd-api.ts";
+import path from "node:path";
 import { AsdClient } from "../../alba/src/asd/asd-client.ts";
+import { ASD_LOCAL_SOCKET_FILE_NAME } from "../../alba/src/asd/asd-main.ts";
 import { crc32c } from "../../alba/src/codec/crc32c.ts";
 import { startAsd, stopAll, type RunningAsd } from "../helpers/alba-processes.ts";
 import { TempDirs } from "../helpers/temp-dir.ts";
@@ -58,7 +60,7 @@ describe("ASD daemon (real process)", function () {
     running.push(asd);
     asdId = asd.asdId;
     const client = clientOf(asd);
-    assert.deepEqual(await client.health(), { status: "ok", asdId, nodeId: "node-1" });
+    assert.deepEqual(await client.health(), { status: "ok", asdId, nodeId: "node-1", localSocketPath: path.join(directory, ASD_LOCAL_SOCKET_FILE_NAME) });
     await client.applyBatch({ asserts: [{ kind: "absent", key: "large" }], updates: [
       { kind: "set", key: "large", value: large }, { kind: "set", key: oddKey, value: small }, { kind: "set", key: ".", value: small },
     ] });
@@ -135,6 +137,28 @@ describe("ASD daemon (real process)", function () {
     assert.deepEqual(await client.get("large"), large);
     assert.deepEqual(await client.get(oddKey), small);
     assert.equal((await client.statistics()).keyCount, 4);
+  });
+
+  it("a client on this host moves to the ASD's Unix socket (same data, same ASD), falls back to TCP when the socket goes, and finds it again after a restart", async () => {
+    const asd = running[running.length - 1]!;
+    const local = clientOf(asd);
+    const tcpOnly = new AsdClient(asd.host, asd.port, { useLocalSocket: false });
+    clients.push(tcpOnly);
+    const value = randomBytes(300_000);
+    await local.applyBatch({ asserts: [], updates: [{ kind: "set", key: "over-socket", value }] });
+    assert.equal(local.usesLocalSocket, true, "a loopback ASD is reached over its Unix socket");
+    assert.deepEqual(await tcpOnly.get("over-socket"), value, "written over the socket, read over TCP");
+    assert.equal(tcpOnly.usesLocalSocket, false);
+    const exit = await running.pop()!.stop();
+    assert.deepEqual(exit, { code: 0, signal: null });
+    await rejectsWith(local.get("over-socket"), "Unavailable");
+    assert.equal(local.usesLocalSocket, false, "a socket nobody listens on sends the client back to TCP");
+    const restarted = await startAsd({ directory, nodeId: "node-1" });
+    running.push(restarted);
+    const again = new AsdClient(restarted.host, restarted.port);
+    clients.push(again);
+    assert.deepEqual(await again.get("over-socket"), value);
+    assert.equal(again.usesLocalSocket, true, "the restarted ASD's socket is found again");
   });
 
   it("refuses batches beyond --capacity with Full while reads and deletes work", async () => {

@@ -19,6 +19,11 @@ export interface AsdClientSettings {
   rangesPerRequestMax: number;
   /** The largest response body accepted. */
   responseSizeBytesMax: number;
+  /**
+   * For an ASD on a loopback address, use the Unix socket it names in /v1/health (after checking it
+   * reaches the same ASD): half the CPU per byte of loopback TCP.
+   */
+  useLocalSocket: boolean;
 }
 
 export const ASD_CLIENT_DEFAULT_SETTINGS: Readonly<AsdClientSettings> = Object.freeze({
@@ -27,6 +32,7 @@ export const ASD_CLIENT_DEFAULT_SETTINGS: Readonly<AsdClientSettings> = Object.f
   idleSocketTimeoutMs: 30_000,
   rangesPerRequestMax: 256,
   responseSizeBytesMax: 64 * 1024 * 1024 + 1024 * 1024,
+  useLocalSocket: true,
 });
 
 /** Errors from the server that keep their meaning for the caller; everything else is Unavailable. */
@@ -44,6 +50,10 @@ export class AsdClient implements AsdApi {
   private readonly agent: Agent;
   private readonly settings: AsdClientSettings;
   private closed = false;
+  /** The ASD's Unix socket, once found and checked; requests go there instead of TCP. */
+  private localSocketPath: string | undefined;
+  /** The one discovery in progress or done; undefined: not tried, or to be tried again. */
+  private localSocketDiscovery: Promise<void> | undefined;
 
   constructor(readonly host: string, readonly port: number, settings: Partial<AsdClientSettings> = {}) {
     this.settings = { ...ASD_CLIENT_DEFAULT_SETTINGS, ...settings };
@@ -110,10 +120,10 @@ export class AsdClient implements AsdApi {
   }
 
   /** Resolves when the ASD answers its health check; AsdError("Unavailable") otherwise. */
-  async health(): Promise<{ asdId: string; nodeId: string }> {
+  async health(): Promise<{ asdId: string; nodeId: string; localSocketPath?: string }> {
     const response = await this.request("GET", "/v1/health");
     if (response.status !== 200) throw this.errorOf(response);
-    return this.json<{ asdId: string; nodeId: string }>(response);
+    return this.json<{ asdId: string; nodeId: string; localSocketPath?: string }>(response);
   }
 
   async close(): Promise<void> {
@@ -121,13 +131,44 @@ export class AsdClient implements AsdApi {
     this.agent.destroy();
   }
 
+  /** Whether requests currently go over the ASD's Unix socket (for tests and diagnostics). */
+  get usesLocalSocket(): boolean {
+    return this.localSocketPath !== undefined;
+  }
+
+  /**
+   * Asks the ASD (over TCP) for its local socket and checks that the socket answers with the same
+   * ASD id: a socket path names a file on this host, and only a loopback ASD is on this host. Any
+   * failure leaves requests on TCP and lets a later request try again.
+   */
+  private async discoverLocalSocket(): Promise<void> {
+    try {
+      const overTcp = this.json<{ asdId?: unknown; localSocketPath?: unknown }>(await this.requestOnce("GET", "/v1/health", undefined, 0, null));
+      if (typeof overTcp.localSocketPath !== "string" || typeof overTcp.asdId !== "string") return;
+      const overSocket = this.json<{ asdId?: unknown }>(await this.requestOnce("GET", "/v1/health", undefined, 0, overTcp.localSocketPath));
+      if (overSocket.asdId === overTcp.asdId) this.localSocketPath = overTcp.localSocketPath;
+    } catch {
+      this.localSocketDiscovery = undefined;
+    }
+  }
+
   private async request(method: "GET" | "POST", path: string, body?: Uint8Array[], bodyBytes = 0): Promise<HttpResponse> {
+    if (this.settings.useLocalSocket && this.localSocketPath === undefined && isLoopbackHost(this.host)) {
+      this.localSocketDiscovery ??= this.discoverLocalSocket();
+      await this.localSocketDiscovery;
+    }
     // A GET on a reused keep-alive connection that the server had just closed fails with a reset
     // before the server saw it; it is safe to send once more. A batch is not resent: it may have applied.
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.requestOnce(method, path, body, bodyBytes);
+        return await this.requestOnce(method, path, body, bodyBytes, this.localSocketPath ?? null);
       } catch (error) {
+        // The socket file is gone or nobody listens on it (the ASD stopped, or moved): back to TCP,
+        // and find the socket again later. The error itself is the caller's, as over TCP.
+        if (this.localSocketPath !== undefined && error instanceof AsdError && isConnectFailure(error)) {
+          this.localSocketPath = undefined;
+          this.localSocketDiscovery = undefined;
+        }
         const retry = method === "GET" && attempt === 1 && error instanceof AsdError &&
           (error as AsdError & { reusedSocket?: boolean }).reusedSocket === true;
         if (!retry) throw error;
@@ -135,11 +176,12 @@ export class AsdClient implements AsdApi {
     }
   }
 
-  private requestOnce(method: "GET" | "POST", path: string, body: Uint8Array[] | undefined, bodyBytes: number): Promise<HttpResponse> {
+  /** One request, over the Unix socket `socketPath` or (null) over TCP. */
+  private requestOnce(method: "GET" | "POST", path: string, body: Uint8Array[] | undefined, bodyBytes: number, socketPath: string | null): Promise<HttpResponse> {
     if (this.closed) return Promise.reject(new AsdError("Closed", `the client of ASD ${this.address} is closed`));
     return new Promise((resolve, reject) => {
       const request = httpRequest({
-        host: this.host, port: this.port, method, path, agent: this.agent,
+        ...(socketPath === null ? { host: this.host, port: this.port } : { socketPath }), method, path, agent: this.agent,
         headers: method === "POST" ? { "content-type": "application/octet-stream", "content-length": bodyBytes } : {},
       }, (response) => {
         const declared = Number(response.headers["content-length"] ?? 0);
@@ -238,4 +280,14 @@ function splitRanges(response: HttpResponse, count: number, address: string): Bu
     offset += length;
   }
   return parts;
+}
+
+function isLoopbackHost(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+/** A request that never reached a server: nothing listens, or the socket file is missing. */
+function isConnectFailure(error: AsdError): boolean {
+  const code = (error.cause as { code?: unknown } | undefined)?.code;
+  return code === "ECONNREFUSED" || code === "ENOENT";
 }

@@ -1,6 +1,7 @@
 // The ASD daemon (`ovs alba asd run`): opens the store of one directory, serves it over HTTP, prints
 // one ready line on stdout, and on SIGINT/SIGTERM stops accepting, finishes the batches in flight,
 // closes SQLite and returns exit code 0. Logs (pino, JSON) go to stderr so stdout stays parseable.
+import path from "node:path";
 import pino from "pino";
 import { AsdServer } from "./asd-server.ts";
 import { ASD_CRASH_POINTS, AsdStore, type AsdCrashPoint } from "./asd-store.ts";
@@ -12,6 +13,9 @@ export interface AsdDaemonOptions {
   nodeId: string;
   capacityBytes?: number;
 }
+
+/** The Unix socket in the ASD's directory that clients on this host use (alba/docs/asd-protocol.md). */
+export const ASD_LOCAL_SOCKET_FILE_NAME = "asd.sock";
 
 /** Environment variable for fault tests: SIGKILL the daemon at this point of a group commit. */
 export const ASD_CRASH_AT_VARIABLE = "OVS_ASD_CRASH_AT";
@@ -60,7 +64,15 @@ export async function runAsdDaemon(options: AsdDaemonOptions): Promise<number> {
     await store.close();
     return 1;
   }
-  logger.info({ host: options.host, port, nodeId: store.nodeId, capacityBytes: store.capacityBytes, crashAt }, "ASD ready");
+  let localSocketPath: string | undefined = path.join(options.directory, ASD_LOCAL_SOCKET_FILE_NAME);
+  try {
+    if (!(await server.listenLocal(localSocketPath))) localSocketPath = undefined;
+  } catch (error) {
+    // TCP works; clients on this host just do not get the faster path.
+    logger.warn({ err: error, localSocketPath }, "cannot listen on the local socket: serving TCP only");
+    localSocketPath = undefined;
+  }
+  logger.info({ host: options.host, port, localSocketPath, nodeId: store.nodeId, capacityBytes: store.capacityBytes, crashAt }, "ASD ready");
   process.stdout.write(`ASD ${store.asdId} node ${store.nodeId} listening on ${options.host}:${port}\n`);
 
   const signal = await stopSignal;

@@ -3,6 +3,7 @@
 // resource a client can make the server hold is bounded: requests in flight, body bytes buffered,
 // body size, ranges per request, time per request.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { rm } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import pino, { type Logger } from "pino";
 import { isAsdError, type ByteRange } from "./asd-api.ts";
@@ -70,8 +71,21 @@ const RANGE_PATTERN = /^(\d{1,15}):(\d{1,15})$/;
 const LIMIT_PATTERN = /^\d{1,9}$/;
 const KEYS_PATH = "/v1/keys/";
 
+/**
+ * Unix socket paths are limited to 108 bytes (sun_path); a longer one cannot be bound, and the ASD
+ * then serves TCP only.
+ */
+export const LOCAL_SOCKET_PATH_BYTES_MAX = 100;
+
 export class AsdServer {
   private readonly server: Server;
+  /**
+   * The same API on a Unix socket in the ASD's directory, for clients on this host: loopback TCP
+   * costs about twice the CPU per byte of a Unix socket (both ends copy through the TCP stack), and
+   * fragments are the bulk of an ASD's traffic. Clients find it through /v1/health.
+   */
+  private readonly localServer: Server;
+  private localSocketPath: string | undefined;
   private readonly settings: AsdServerSettings;
   private readonly logger: Logger;
   private requestsInFlight = 0;
@@ -82,11 +96,31 @@ export class AsdServer {
   constructor(private readonly store: AsdStore, options: { logger?: Logger; settings?: Partial<AsdServerSettings> } = {}) {
     this.settings = { ...ASD_SERVER_DEFAULT_SETTINGS, ...options.settings };
     this.logger = options.logger ?? pino({ level: "silent" });
-    this.server = createServer({
-      keepAlive: true,
-      requestTimeout: this.settings.requestTimeoutMs,
-      keepAliveTimeout: this.settings.keepAliveTimeoutMs,
-    }, (request, response) => this.onRequest(request, response));
+    const serverOptions = { keepAlive: true, requestTimeout: this.settings.requestTimeoutMs, keepAliveTimeout: this.settings.keepAliveTimeoutMs };
+    this.server = createServer(serverOptions, (request, response) => this.onRequest(request, response));
+    this.localServer = createServer(serverOptions, (request, response) => this.onRequest(request, response));
+  }
+
+  /**
+   * Also serves on a Unix socket at `socketPath` (a stale socket file of an earlier run is replaced).
+   * Resolves false, serving TCP only, when the path is too long to bind.
+   */
+  async listenLocal(socketPath: string): Promise<boolean> {
+    if (Buffer.byteLength(socketPath) > LOCAL_SOCKET_PATH_BYTES_MAX) {
+      this.logger.warn({ socketPath }, "the local socket path is too long for a Unix socket: serving TCP only");
+      return false;
+    }
+    await rm(socketPath, { force: true });
+    await new Promise<void>((resolve, reject) => {
+      this.localServer.once("error", reject);
+      this.localServer.listen(socketPath, () => {
+        this.localServer.off("error", reject);
+        this.localServer.on("error", (error) => this.logger.error({ err: error }, "ASD local socket error"));
+        resolve();
+      });
+    });
+    this.localSocketPath = socketPath;
+    return true;
   }
 
   /** Listens and resolves with the real address (port 0 picks a free port). */
@@ -104,12 +138,15 @@ export class AsdServer {
   /** Stops accepting, lets requests in flight finish (cutting them after shutdownGraceMs), then resolves. */
   async close(): Promise<void> {
     this.stopping = true;
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.server.closeIdleConnections();
-    const grace = setTimeout(() => this.server.closeAllConnections(), this.settings.shutdownGraceMs);
+    const servers = this.localSocketPath === undefined ? [this.server] : [this.server, this.localServer];
+    const closed = Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
+    for (const server of servers) server.closeIdleConnections();
+    const grace = setTimeout(() => {
+      for (const server of servers) server.closeAllConnections();
+    }, this.settings.shutdownGraceMs);
     try {
       await this.untilIdle();
-      this.server.closeIdleConnections();
+      for (const server of servers) server.closeIdleConnections();
       await closed;
     } finally {
       clearTimeout(grace);
@@ -169,7 +206,10 @@ export class AsdServer {
       sendJson(response, 200, await this.store.statistics());
     } else if (pathname === "/v1/health") {
       requireMethod(method, "GET");
-      sendJson(response, 200, { status: "ok", asdId: this.store.asdId, nodeId: this.store.nodeId });
+      sendJson(response, 200, {
+        status: "ok", asdId: this.store.asdId, nodeId: this.store.nodeId,
+        ...(this.localSocketPath === undefined ? {} : { localSocketPath: this.localSocketPath }),
+      });
     } else {
       throw new HttpError("NoSuchEndpoint", `no endpoint ${pathname}`);
     }

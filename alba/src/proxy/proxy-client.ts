@@ -6,7 +6,7 @@
 import http from "node:http";
 import type { ByteRange } from "../asd/asd-api.ts";
 import {
-  AlbaError, type AlbaApi, type AlbaErrorKind, type AlbaListOptions, type AlbaListPage, type AlbaObjectInfo, type AlbaPutOptions,
+  AlbaError, isAlbaError, type AlbaApi, type AlbaErrorKind, type AlbaListOptions, type AlbaListPage, type AlbaObjectInfo, type AlbaPutOptions,
   type AsdStatus, type DiskSafety,
 } from "../client/alba-client-api.ts";
 import type { AsdRecord, NamespaceRecord, ObjectManifest } from "../metadata/metadata-store.ts";
@@ -24,6 +24,11 @@ export interface ProxyClientSettings {
   idleSocketTimeoutMs: number;
   /** The largest response body accepted. */
   responseSizeBytesMax: number;
+  /**
+   * For a proxy on a loopback address, use the Unix socket it names in /v1/health (after checking
+   * it reaches the same proxy): half the CPU per byte of loopback TCP.
+   */
+  useLocalSocket: boolean;
 }
 
 export const PROXY_CLIENT_SETTINGS_DEFAULT: ProxyClientSettings = {
@@ -31,6 +36,7 @@ export const PROXY_CLIENT_SETTINGS_DEFAULT: ProxyClientSettings = {
   socketsMax: 32,
   idleSocketTimeoutMs: 30_000,
   responseSizeBytesMax: 1024 * 1024 * 1024,
+  useLocalSocket: true,
 };
 
 const ERROR_KINDS: ReadonlySet<string> = new Set<AlbaErrorKind>(["NotFound", "PreconditionFailed", "NoSatisfiablePolicy", "Unavailable", "Invalid", "Conflict", "Corrupt"]);
@@ -80,6 +86,9 @@ export class ProxyClient implements AlbaApi {
   private readonly agent: http.Agent;
   private readonly settings: ProxyClientSettings;
   private closed = false;
+  /** The proxy's Unix socket, once found and checked; requests go there instead of TCP. */
+  private localSocketPath: string | undefined;
+  private localSocketDiscovery: Promise<void> | undefined;
 
   constructor(url: string = ALBA_PROXY_URL_DEFAULT, settings: Partial<ProxyClientSettings> = {}) {
     this.url = new URL(url);
@@ -88,21 +97,60 @@ export class ProxyClient implements AlbaApi {
     this.agent = new http.Agent({ keepAlive: true, maxSockets: this.settings.socketsMax, maxFreeSockets: this.settings.socketsMax, timeout: this.settings.idleSocketTimeoutMs });
   }
 
+  /** Whether requests currently go over the proxy's Unix socket (for tests and diagnostics). */
+  get usesLocalSocket(): boolean {
+    return this.localSocketPath !== undefined;
+  }
+
+  /**
+   * Asks the proxy (over TCP) for its local socket and checks that the socket answers as the same
+   * proxy instance: a socket path names a file on this host, and only a loopback proxy is on this
+   * host. Any failure leaves requests on TCP and lets a later request try again.
+   */
+  private async discoverLocalSocket(): Promise<void> {
+    try {
+      const healthPath = `${PROXY_API_PREFIX}/health`;
+      const overTcp = JSON.parse((await this.send({ method: "GET", path: healthPath }, "health", null)).body.toString("utf8")) as { instanceId?: unknown; localSocketPath?: unknown };
+      if (typeof overTcp.localSocketPath !== "string" || typeof overTcp.instanceId !== "string") return;
+      const overSocket = JSON.parse((await this.send({ method: "GET", path: healthPath }, "health", overTcp.localSocketPath)).body.toString("utf8")) as { instanceId?: unknown };
+      if (overSocket.instanceId === overTcp.instanceId) this.localSocketPath = overTcp.localSocketPath;
+    } catch {
+      this.localSocketDiscovery = undefined;
+    }
+  }
+
   private async request(options: RequestOptions, what: string): Promise<Response> {
     if (this.closed) throw new AlbaError("Unavailable", "the proxy client is closed");
+    if (this.settings.useLocalSocket && this.localSocketPath === undefined && isLoopbackHost(this.url.hostname)) {
+      this.localSocketDiscovery ??= this.discoverLocalSocket();
+      await this.localSocketDiscovery;
+    }
+    const socketPath = this.localSocketPath ?? null;
     try {
-      return await this.send(options, what);
+      try {
+        return await this.send(options, what, socketPath);
+      } catch (error) {
+        if (error instanceof StaleSocketError) return await this.send(options, what, socketPath);
+        throw error;
+      }
     } catch (error) {
-      if (error instanceof StaleSocketError) return this.send(options, what);
+      // Nobody listens on the socket any more (the proxy stopped or moved): back to TCP, and find
+      // the socket again later. The error itself is the caller's, as over TCP.
+      if (socketPath !== null && isAlbaError(error, "Unavailable") && isConnectFailure(error)) {
+        this.localSocketPath = undefined;
+        this.localSocketDiscovery = undefined;
+      }
       throw error;
     }
   }
 
-  private send(options: RequestOptions, what: string): Promise<Response> {
+  /** One request, over the Unix socket `socketPath` or (null) over TCP. */
+  private send(options: RequestOptions, what: string, socketPath: string | null): Promise<Response> {
     return new Promise<Response>((resolve, reject) => {
       const body = options.body;
       const request = http.request({
-        host: this.url.hostname.replace(/^\[|\]$/g, ""), port: this.url.port === "" ? 80 : Number(this.url.port), method: options.method, path: options.path, agent: this.agent,
+        ...(socketPath === null ? { host: this.url.hostname.replace(/^\[|\]$/g, ""), port: this.url.port === "" ? 80 : Number(this.url.port) } : { socketPath }),
+        method: options.method, path: options.path, agent: this.agent,
         headers: { ...options.headers, ...(body === undefined ? {} : { "content-length": body.length, "content-type": "application/octet-stream" }) },
       });
       let settled = false;
@@ -115,7 +163,7 @@ export class ProxyClient implements AlbaApi {
       const timer = setTimeout(() => fail(new AlbaError("Unavailable", `${what}: no answer from the proxy at ${this.url.host} within ${this.settings.requestTimeoutMs} ms`)), this.settings.requestTimeoutMs);
       request.on("error", (error: NodeJS.ErrnoException) => {
         clearTimeout(timer);
-        if (request.reusedSocket && error.code === "ECONNRESET" && !settled) {
+        if (request.reusedSocket && (error.code === "ECONNRESET" || error.code === "EPIPE") && !settled) {
           settled = true;
           reject(new StaleSocketError());
           return;
@@ -297,3 +345,13 @@ export class ProxyClient implements AlbaApi {
 }
 
 class StaleSocketError extends Error {}
+
+function isLoopbackHost(host: string): boolean {
+  return host === "localhost" || host === "[::1]" || host === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+/** A request that never reached a server: nothing listens, or the socket file is missing. */
+function isConnectFailure(error: AlbaError): boolean {
+  const code = (error.cause as { code?: unknown } | undefined)?.code;
+  return code === "ECONNREFUSED" || code === "ENOENT";
+}

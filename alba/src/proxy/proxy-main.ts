@@ -4,6 +4,7 @@
 // finishes requests in flight, waits briefly for background deletes, and exits 0. Logs (pino JSON)
 // go to stderr. Encryption keys are never logged (presets are logged by name and codec only).
 import { access } from "node:fs/promises";
+import path from "node:path";
 import { pino } from "pino";
 import { AsdClient } from "../asd/asd-client.ts";
 import { AlbaClient, metadataPathOf, type AlbaClientSettings } from "../client/alba-client.ts";
@@ -11,6 +12,9 @@ import type { AsdRecord } from "../metadata/metadata-store.ts";
 import { AlbaMaintenance, type MaintenanceSettings } from "../maintenance/maintenance.ts";
 import { MaintenanceRuns, maintenanceProxyRoutes } from "../maintenance/maintenance-routes.ts";
 import { startProxyServer, type ProxyExtraRoute } from "./proxy-server.ts";
+
+/** The Unix socket in the backend directory that clients on this host use (alba/docs/proxy-protocol.md). */
+export const PROXY_LOCAL_SOCKET_FILE_NAME = "proxy.sock";
 
 /** The process exits by this time after a stop signal, whatever happens. */
 export const PROXY_SHUTDOWN_DEADLINE_MS = 15_000;
@@ -54,7 +58,10 @@ export async function runAlbaProxy(options: AlbaProxyOptions): Promise<number> {
   const extraRoutes = [...maintenanceProxyRoutes(maintenanceRuns), ...(options.extraRoutes ?? [])];
   let server;
   try {
-    server = await startProxyServer({ api: client, host: options.host, port: options.port, logger, extraRoutes });
+    server = await startProxyServer({
+      api: client, host: options.host, port: options.port, logger, extraRoutes,
+      localSocketPath: path.join(options.backendDirectory, PROXY_LOCAL_SOCKET_FILE_NAME),
+    });
   } catch (error) {
     process.stderr.write(`ovs: the Alba proxy cannot listen on ${options.host}:${options.port}: ${error instanceof Error ? error.message : String(error)}\n`);
     await client.close();

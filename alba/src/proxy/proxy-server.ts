@@ -4,6 +4,8 @@
 // bounded by objectSizeBytesMax) and back with res.end(buffer), no per-request schema work.
 // Protocol code only: decode and validate the request, call AlbaApi, encode the answer. Errors
 // map to HTTP status in one place (statusForError); the body is always {code, message}.
+import { randomBytes } from "node:crypto";
+import { rm } from "node:fs/promises";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Logger } from "pino";
@@ -13,6 +15,8 @@ import { AlbaError, isAlbaError, type AlbaApi, type AlbaErrorKind } from "../cli
 import type { Preset } from "../preset/preset.ts";
 
 export const PROXY_API_PREFIX = "/v1";
+/** Unix socket paths are limited to 108 bytes (sun_path). */
+export const LOCAL_SOCKET_PATH_BYTES_MAX = 100;
 
 export interface ProxyServerSettings {
   /** The largest object body a PUT accepts (413 beyond). */
@@ -45,6 +49,12 @@ export interface ProxyExtraRoute {
 
 export interface ProxyServerOptions {
   api: AlbaApi;
+  /**
+   * Also serve on this Unix socket (a stale socket file is replaced), for clients on this host:
+   * loopback TCP costs about twice the CPU per byte, and every object byte crosses this hop.
+   * Clients find it through GET /v1/health. Paths over LOCAL_SOCKET_PATH_BYTES_MAX are skipped.
+   */
+  localSocketPath?: string;
   settings?: Partial<ProxyServerSettings>;
   logger?: Logger;
   extraRoutes?: readonly ProxyExtraRoute[];
@@ -190,6 +200,10 @@ export function proxyRequestHandler(options: ProxyServerOptions): http.RequestLi
   const settings = { ...PROXY_SERVER_SETTINGS_DEFAULT, ...options.settings };
   const logger = (options.logger ?? pino({ level: "silent" })).child({ component: "proxy-server" });
   const extraRoutes = options.extraRoutes ?? [];
+  // Names this server in /v1/health, so a client can check that a socket reaches the same proxy.
+  const instanceId = randomBytes(8).toString("hex");
+  const localSocketPath = options.localSocketPath !== undefined && Buffer.byteLength(options.localSocketPath) <= LOCAL_SOCKET_PATH_BYTES_MAX
+    ? options.localSocketPath : undefined;
 
   async function route(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
     // Not `new URL(...).pathname`: WHATWG URL parsing removes "." and ".." segments (also as
@@ -219,7 +233,7 @@ export function proxyRequestHandler(options: ProxyServerOptions): http.RequestLi
 
     switch (resource) {
       case "health":
-        return sendJson(response, 200, { status: "ok" });
+        return sendJson(response, 200, { status: "ok", instanceId, ...(localSocketPath === undefined ? {} : { localSocketPath }) });
       case "asds":
         if (segments.length !== 1) return noRoute();
         if (method === "GET") return sendJson(response, 200, { asds: await api.listAsds() });
@@ -378,7 +392,8 @@ export function proxyRequestHandler(options: ProxyServerOptions): http.RequestLi
 /** Starts the proxy's HTTP server on host:port (0: any free port). */
 export async function startProxyServer(options: ProxyServerOptions & { host: string; port: number }): Promise<RunningProxyServer> {
   const settings = { ...PROXY_SERVER_SETTINGS_DEFAULT, ...options.settings };
-  const server = http.createServer({ keepAliveTimeout: settings.keepAliveTimeoutMs, requestTimeout: settings.requestTimeoutMs }, proxyRequestHandler(options));
+  const handler = proxyRequestHandler(options);
+  const server = http.createServer({ keepAliveTimeout: settings.keepAliveTimeoutMs, requestTimeout: settings.requestTimeoutMs }, handler);
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(options.port, options.host, () => {
@@ -388,11 +403,27 @@ export async function startProxyServer(options: ProxyServerOptions & { host: str
   });
   const port = (server.address() as AddressInfo).port;
   const hostInUrl = options.host.includes(":") ? `[${options.host}]` : options.host;
+  const servers = [server];
+  if (options.localSocketPath !== undefined && Buffer.byteLength(options.localSocketPath) <= LOCAL_SOCKET_PATH_BYTES_MAX) {
+    const localServer = http.createServer({ keepAliveTimeout: settings.keepAliveTimeoutMs, requestTimeout: settings.requestTimeoutMs }, handler);
+    const socketPath = options.localSocketPath;
+    await rm(socketPath, { force: true });
+    await new Promise<void>((resolve, reject) => {
+      localServer.once("error", reject);
+      localServer.listen(socketPath, () => {
+        localServer.off("error", reject);
+        resolve();
+      });
+    });
+    servers.push(localServer);
+  }
   return {
     server, host: options.host, port, url: `http://${hostInUrl}:${port}`,
-    close: () => new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeIdleConnections();
-    }),
+    close: async () => {
+      await Promise.all(servers.map((each) => new Promise<void>((resolve) => {
+        each.close(() => resolve());
+        each.closeIdleConnections();
+      })));
+    },
   };
 }

@@ -16,6 +16,8 @@ import { mkdir, open, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { encodeChunk } from "../../../alba/src/encoding/erasure-coder.ts";
+import { AsdClient } from "../../../alba/src/asd/asd-client.ts";
+import { AlbaClient } from "../../../alba/src/client/alba-client.ts";
 import { AlbaObjectStore } from "../../../volumedriver/src/backend/alba-store.ts";
 import type { ObjectStore } from "../../../volumedriver/src/backend/object-store.ts";
 import { SwiftObjectStore } from "../../../volumedriver/src/backend/swift-store.ts";
@@ -142,7 +144,9 @@ async function main(): Promise<void> {
     }));
     fragmentsByObject.length = 0;
 
-    // Alba: 6 ASD processes, the proxy process, the vPool's client.
+    // Alba: 6 ASD processes and the proxy process. First through the proxy with the vPool's client
+    // (AlbaObjectStore), then with the client library in this process (AlbaClient on the same
+    // backend: one hop less), each on its own keys.
     cluster = await startAlbaCluster({
       directory: path.join(workDirectory, "alba"),
       asdNodeIds: ASD_NODE_IDS,
@@ -152,55 +156,78 @@ async function main(): Promise<void> {
       },
     });
     const albaCluster = cluster;
-    const alba = new AlbaObjectStore({ proxyUrl: cluster.proxyUrl });
-    stores.push(alba);
-    await alba.createNamespace("bench");
+    const viaProxy = new AlbaObjectStore({ proxyUrl: cluster.proxyUrl });
+    stores.push(viaProxy);
+    await viaProxy.createNamespace("bench");
+    const library = await AlbaClient.open(cluster.backendDirectory, { connect: (record) => new AsdClient(record.host, record.port) });
     const albaPids = (): number[] => [albaCluster.proxy.pid, ...albaCluster.asds.filter((asd) => asd.harness.running).map((asd) => asd.pid)];
-    results.set("alba put", await measure(albaPids, totalBytes, async (index) => {
-      await alba.put("bench", `object-${index}`, objects[index]!);
-    }));
-    results.set("alba get", await measure(albaPids, totalBytes, async (index) => {
-      const data = await alba.get("bench", `object-${index}`);
-      if (!data.equals(objects[index]!)) throw new Error(`alba get of object ${index} returned other bytes`);
-    }));
+    const albaSides: Array<{ name: string; put: (key: string, data: Buffer) => Promise<unknown>; get: (key: string) => Promise<Buffer> }> = [
+      { name: "alba proxy", put: (key, data) => viaProxy.put("bench", key, data), get: (key) => viaProxy.get("bench", key) },
+      { name: "alba library", put: (key, data) => library.put("bench", `library-${key}`, data), get: (key) => library.get("bench", `library-${key}`) },
+    ];
+    for (const side of albaSides) {
+      results.set(`${side.name} put`, await measure(albaPids, totalBytes, async (index) => {
+        await side.put(`object-${index}`, objects[index]!);
+      }));
+      results.set(`${side.name} get`, await measure(albaPids, totalBytes, async (index) => {
+        const data = await side.get(`object-${index}`);
+        if (!data.equals(objects[index]!)) throw new Error(`${side.name} get of object ${index} returned other bytes`);
+      }));
+    }
     await cluster.asds[1]!.kill();
     await cluster.asds[4]!.kill();
-    results.set("alba degraded get", await measure(albaPids, totalBytes, async (index) => {
-      const data = await alba.get("bench", `object-${index}`);
-      if (!data.equals(objects[index]!)) throw new Error(`degraded alba get of object ${index} returned other bytes`);
-    }));
-    await alba.close();
+    for (const side of albaSides) {
+      results.set(`${side.name} degraded get`, await measure(albaPids, totalBytes, async (index) => {
+        const data = await side.get(`object-${index}`);
+        if (!data.equals(objects[index]!)) throw new Error(`degraded ${side.name} get of object ${index} returned other bytes`);
+      }));
+    }
+    await library.close();
+    await viaProxy.close();
     await cluster.stop();
     cluster = undefined;
 
-    // Swift all-in-one, native API.
-    swift = await startSwift(path.join(workDirectory, "swift"));
-    const swiftServer = swift;
-    const swiftStore = new SwiftObjectStore({ credentials: { kind: "tempauth", ...swift.swift }, containerPrefix: "bench-" });
-    stores.push(swiftStore);
-    await swiftStore.createNamespace("bench");
-    results.set("swift put", await measure(() => swiftServer.pids, totalBytes, async (index) => {
-      await swiftStore.put("bench", `object-${index}`, objects[index]!);
-    }));
-    results.set("swift get", await measure(() => swiftServer.pids, totalBytes, async (index) => {
-      const data = await swiftStore.get("bench", `object-${index}`);
-      if (!data.equals(objects[index]!)) throw new Error(`swift get of object ${index} returned other bytes`);
-    }));
+    // Swift all-in-one, native API: one replica (as the tests run it), then three (which, like
+    // (4,2), survives two lost devices), each a fresh server.
+    for (const replicas of [1, 3]) {
+      swift = await startSwift(path.join(workDirectory, `swift-${replicas}`), { objectReplicas: replicas });
+      const swiftServer = swift;
+      const swiftStore = new SwiftObjectStore({ credentials: { kind: "tempauth", ...swift.swift }, containerPrefix: "bench-" });
+      stores.push(swiftStore);
+      await swiftStore.createNamespace("bench");
+      results.set(`swift ${replicas} put`, await measure(() => swiftServer.pids, totalBytes, async (index) => {
+        await swiftStore.put("bench", `object-${index}`, objects[index]!);
+      }));
+      results.set(`swift ${replicas} get`, await measure(() => swiftServer.pids, totalBytes, async (index) => {
+        const data = await swiftStore.get("bench", `object-${index}`);
+        if (!data.equals(objects[index]!)) throw new Error(`swift get of object ${index} returned other bytes`);
+      }));
+      await swiftStore.close();
+      await swift.stop();
+      swift = undefined;
+    }
 
-    const row = (name: string, ours: string, peer: string | undefined, ceiling: string): string => {
-      const oursResult = results.get(ours)!;
-      const peerResult = peer === undefined ? undefined : results.get(peer)!;
-      const ceilingResult = results.get(ceiling)!;
-      return `| ${name} | ${throughput(oursResult)} (CPU ${cpuPerGib(oursResult)}/GiB) | ` +
-        `${peerResult === undefined ? "—" : `${throughput(peerResult)} (CPU ${cpuPerGib(peerResult)}/GiB)`} | ` +
-        `${throughput(ceilingResult)} | ${peerResult === undefined ? "—" : ratio(oursResult, peerResult)} | ${ratio(oursResult, ceilingResult)} |`;
+    const cell = (name: string): string => {
+      const result = results.get(name);
+      return result === undefined ? "—" : `${throughput(result)} (CPU ${cpuPerGib(result)}/GiB)`;
     };
+    const ratioCell = (ours: string, peer: string): string => ratio(results.get(ours)!, results.get(peer)!);
     const table = [
-      "| test | Alba (proxy + 6 ASDs) | Swift all-in-one | disk ceiling | Alba/Swift | Alba/ceiling |",
-      "|---|---|---|---|---|---|",
-      row("put 64 MiB objects", "alba put", "swift put", "ceiling put"),
-      row("get 64 MiB objects", "alba get", "swift get", "ceiling get"),
-      row("get with 2 ASDs down (decode from parity)", "alba degraded get", "swift get", "ceiling get"),
+      "| side | put | get | get, 2 ASDs down (decode from parity) |",
+      "|---|---|---|---|",
+      `| Alba through the proxy (the vPool's path) | ${cell("alba proxy put")} | ${cell("alba proxy get")} | ${cell("alba proxy degraded get")} |`,
+      `| Alba client library in process | ${cell("alba library put")} | ${cell("alba library get")} | ${cell("alba library degraded get")} |`,
+      `| Swift all-in-one, 1 replica | ${cell("swift 1 put")} | ${cell("swift 1 get")} | — |`,
+      `| Swift all-in-one, 3 replicas | ${cell("swift 3 put")} | ${cell("swift 3 get")} | — |`,
+      `| disk ceiling (encoded bytes as files) | ${cell("ceiling put")} | ${cell("ceiling get")} | — |`,
+      "",
+      "| ratio | put | get | degraded get |",
+      "|---|---|---|---|",
+      ...["alba proxy", "alba library"].flatMap((side) => [1, 3].map((replicas) =>
+        `| ${side === "alba proxy" ? "Alba proxy" : "Alba library"} / Swift ${replicas} replica${replicas === 1 ? "" : "s"} | ` +
+        `${ratioCell(`${side} put`, `swift ${replicas} put`)} | ${ratioCell(`${side} get`, `swift ${replicas} get`)} | ${ratioCell(`${side} degraded get`, `swift ${replicas} get`)} |`)),
+      ...["alba proxy", "alba library"].map((side) =>
+        `| ${side === "alba proxy" ? "Alba proxy" : "Alba library"} / disk ceiling | ${ratioCell(`${side} put`, "ceiling put")} | ${ratioCell(`${side} get`, "ceiling get")} | ${ratioCell(`${side} degraded get`, "ceiling get")} |`),
     ].join("\n");
     console.log(`\n${table}`);
     if (process.env.OVS_BENCH_NO_DOCS !== "1") await updateDocs(table);
@@ -226,7 +253,10 @@ async function updateDocs(table: string): Promise<void> {
     "per fragment. Degraded: 2 ASDs (node ids n1 and n3) killed with SIGKILL, every chunk decoded from 2 data + 2 parity fragments.",
     "Disk ceiling: the same encoded bytes (all 6 fragments of every chunk, from the same coder) written as plain files",
     "into 6 directories, one writer per directory, each file fdatasynced (ASDs fsync each batch), and the data fragments read back.",
-    "Swift: the all-in-one of deploy/swift (proxy, account, container, object servers; 1 replica), native API, our Swift client.",
+    "Alba client library: AlbaClient in the benchmark process on the same backend and ASDs (no proxy hop).",
+    "ASDs on loopback are reached over their Unix sockets (alba/docs/asd-protocol.md).",
+    "Swift: the all-in-one of deploy/swift (proxy, account, container, object servers), native API, our Swift client; with 1 object replica",
+    "(as the tests run it) and with 3 (SWIFT_OBJECT_REPLICAS=3, 3 devices: like (4,2), it survives 2 lost devices), each a fresh server.",
     "CPU per GiB counts every process of the side, the benchmark process (the client) included.",
     "",
     table,

@@ -97,3 +97,41 @@ describe("Alba proxy server (HTTP mapping)", function () {
     assert.deepEqual(await proxy.extension("POST", "/v1/maintenance/run", { kind: "repair" }), { accepted: { kind: "repair" } });
   });
 });
+
+describe("Alba proxy server (local Unix socket)", function () {
+  const temp = new TempDirs("alba-proxy-socket");
+
+  after(async function () {
+    await temp.removeAll();
+  });
+
+  it("proxy_client_moves_to_the_local_socket_and_back_to_tcp", async function () {
+    // Goal: a client of a loopback proxy finds its Unix socket through /v1/health and uses it (same data as over TCP); when the proxy goes away the client falls back to TCP and reports Unavailable.
+    const directory = await temp.make();
+    const metadata = SqliteMetadataStore.open(path.join(directory, "metadata.sqlite"));
+    const asds = Array.from({ length: 3 }, (_, index) => new MemoryAsd(`asd-${index}`, `node-${index}`));
+    const pool = new AsdPool({ metadata, connect: (record: AsdRecord): AsdApi => asds[record.port - 7000]!, background: false });
+    const albaClient = new AlbaClient({ metadata, pool });
+    for (const [index] of asds.entries()) await albaClient.claimAsd("memory", 7000 + index);
+    await albaClient.addPreset(validatePreset({ name: "p", policies: [{ k: 2, m: 1, c: 3, x: 1 }], fragmentSizeBytes: 4096, compression: "none", encryption: "none" }));
+    await albaClient.createNamespace("ns", { presetName: "p" });
+    const server = await startProxyServer({ api: albaClient, host: "127.0.0.1", port: 0, localSocketPath: path.join(directory, "proxy.sock") });
+    const local = new ProxyClient(server.url);
+    const tcpOnly = new ProxyClient(server.url, { useLocalSocket: false });
+    try {
+      const data = Buffer.from(Array.from({ length: 50_000 }, (_, index) => index % 253));
+      await local.put("ns", "k", data);
+      assert.equal(local.usesLocalSocket, true);
+      assert.deepEqual(await tcpOnly.get("ns", "k"), data, "written over the socket, read over TCP");
+      assert.equal(tcpOnly.usesLocalSocket, false);
+      await server.close();
+      await assert.rejects(local.get("ns", "k"), (error: unknown) => isAlbaError(error, "Unavailable"));
+      assert.equal(local.usesLocalSocket, false, "a socket nobody listens on sends the client back to TCP");
+    } finally {
+      await local.close();
+      await tcpOnly.close();
+      await server.close().catch(() => undefined);
+      await albaClient.close();
+    }
+  });
+});
