@@ -13,6 +13,7 @@
 import { randomBytes } from "node:crypto";
 import path from "node:path";
 import { LRUCache } from "lru-cache";
+import type { BufferPool } from "../memory/buffer-pool.ts";
 import type { Logger } from "pino";
 import { pino } from "pino";
 import type { ByteRange } from "../asd/asd-api.ts";
@@ -85,6 +86,11 @@ export interface AlbaClientOptions {
   pool: AsdPool;
   settings?: Partial<AlbaClientSettings>;
   logger?: Logger;
+  /**
+   * Where get/getRanges allocate their results; a caller that knows when it is done with a result
+   * (the proxy, once the response is sent) releases it there. Without it: plain allocations.
+   */
+  outputBuffers?: BufferPool;
 }
 
 export interface OpenAlbaClientOptions {
@@ -93,6 +99,7 @@ export interface OpenAlbaClientOptions {
   settings?: Partial<AlbaClientSettings>;
   poolSettings?: Partial<AsdPoolSettings>;
   logger?: Logger;
+  outputBuffers?: BufferPool;
 }
 
 /** The metadata file of a backend directory. */
@@ -178,6 +185,7 @@ export class AlbaClient implements AlbaApi {
     this.reader = {
       pool: this.pool, logger: this.logger, fragmentCache: this.fragmentCache,
       chunkReadsInFlightMax: this.settings.chunkReadsInFlightMax, partialReadSizeBytesMax: this.settings.partialReadSizeBytesMax,
+      ...(options.outputBuffers === undefined ? {} : { outputBuffers: options.outputBuffers }),
     };
   }
 
@@ -186,7 +194,10 @@ export class AlbaClient implements AlbaApi {
     const metadata = SqliteMetadataStore.open(metadataPathOf(backendDirectory));
     const pool = new AsdPool({ metadata, connect: options.connect, settings: options.poolSettings, logger: options.logger });
     await pool.probeAll();
-    return new AlbaClient({ metadata, pool, settings: options.settings, logger: options.logger });
+    return new AlbaClient({
+      metadata, pool, settings: options.settings, logger: options.logger,
+      ...(options.outputBuffers === undefined ? {} : { outputBuffers: options.outputBuffers }),
+    });
   }
 
   private checkOpen(): void {

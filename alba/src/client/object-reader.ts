@@ -12,6 +12,7 @@
 // the exact stored bytes of a fragment whose ASD checks the value on read (see docs/client.md).
 import type { Logger } from "pino";
 import type { LRUCache } from "lru-cache";
+import type { BufferPool } from "../memory/buffer-pool.ts";
 import type { ByteRange } from "../asd/asd-api.ts";
 import { isAsdError } from "../asd/asd-api.ts";
 import { reconstructFragments } from "../encoding/erasure-coder.ts";
@@ -32,6 +33,8 @@ export interface ObjectReaderContext {
   chunkReadsInFlightMax: number;
   /** Ranges of at most this many bytes per chunk use partial reads (0: never). */
   partialReadSizeBytesMax: number;
+  /** Where the result buffers come from (a caller that knows when it is done with them gives them back). */
+  outputBuffers?: BufferPool;
 }
 
 export interface ReadOptions {
@@ -62,7 +65,7 @@ function cacheKey(objectId: string, chunkIndex: number, fragmentIndex: number): 
 export async function readObjectRanges(
   context: ObjectReaderContext, manifest: ObjectManifest, preset: Preset, ranges: readonly ByteRange[], options: ReadOptions,
 ): Promise<Buffer[]> {
-  const outputs = ranges.map((range) => Buffer.allocUnsafe(range.lengthBytes));
+  const outputs = ranges.map((range) => context.outputBuffers?.take(range.lengthBytes) ?? Buffer.allocUnsafe(range.lengthBytes));
   const byChunk = new Map<number, SliceTarget[]>();
   for (const [index, range] of ranges.entries()) {
     for (const slice of fragmentSlicesForRange(manifest.chunks, manifest.chunkSizeBytes, range)) {

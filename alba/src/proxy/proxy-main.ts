@@ -9,12 +9,18 @@ import { pino } from "pino";
 import { AsdClient } from "../asd/asd-client.ts";
 import { AlbaClient, metadataPathOf, type AlbaClientSettings } from "../client/alba-client.ts";
 import type { AsdRecord } from "../metadata/metadata-store.ts";
+import { BufferPool } from "../memory/buffer-pool.ts";
 import { AlbaMaintenance, type MaintenanceSettings } from "../maintenance/maintenance.ts";
 import { MaintenanceRuns, maintenanceProxyRoutes } from "../maintenance/maintenance-routes.ts";
 import { startProxyServer, type ProxyExtraRoute } from "./proxy-server.ts";
 
 /** The Unix socket in the backend directory that clients on this host use (alba/docs/proxy-protocol.md). */
 export const PROXY_LOCAL_SOCKET_FILE_NAME = "proxy.sock";
+
+/** Bodies and results at least this large come from the proxy's buffer pool. */
+export const PROXY_POOLED_BUFFER_SIZE_BYTES_MIN = 1024 * 1024;
+/** Free pooled buffers the proxy keeps, in bytes. */
+export const PROXY_POOLED_BUFFERS_FREE_BYTES_MAX = 256 * 1024 * 1024;
 
 /** The process exits by this time after a stop signal, whatever happens. */
 export const PROXY_SHUTDOWN_DEADLINE_MS = 15_000;
@@ -44,7 +50,11 @@ export async function runAlbaProxy(options: AlbaProxyOptions): Promise<number> {
     process.stderr.write(`ovs: no Alba backend in ${options.backendDirectory}: create one with \`ovs alba backend create --path ${options.backendDirectory}\`\n`);
     return 1;
   }
+  // Object bodies and results (up to 64 MiB each for a vPool's SCOs) come from one pool, so the
+  // proxy reuses its memory instead of mapping fresh pages for every object.
+  const buffers = new BufferPool({ sizeBytesMin: PROXY_POOLED_BUFFER_SIZE_BYTES_MIN, freeBytesMax: PROXY_POOLED_BUFFERS_FREE_BYTES_MAX });
   const client = await AlbaClient.open(options.backendDirectory, {
+    outputBuffers: buffers,
     connect: (record: AsdRecord) => new AsdClient(record.host, record.port),
     logger, ...(options.clientSettings === undefined ? {} : { settings: options.clientSettings }),
   });
@@ -60,7 +70,7 @@ export async function runAlbaProxy(options: AlbaProxyOptions): Promise<number> {
   try {
     server = await startProxyServer({
       api: client, host: options.host, port: options.port, logger, extraRoutes,
-      localSocketPath: path.join(options.backendDirectory, PROXY_LOCAL_SOCKET_FILE_NAME),
+      localSocketPath: path.join(options.backendDirectory, PROXY_LOCAL_SOCKET_FILE_NAME), buffers,
     });
   } catch (error) {
     process.stderr.write(`ovs: the Alba proxy cannot listen on ${options.host}:${options.port}: ${error instanceof Error ? error.message : String(error)}\n`);

@@ -11,6 +11,7 @@ import type { AddressInfo } from "node:net";
 import type { Logger } from "pino";
 import { pino } from "pino";
 import type { ByteRange } from "../asd/asd-api.ts";
+import type { BufferPool } from "../memory/buffer-pool.ts";
 import { AlbaError, isAlbaError, type AlbaApi, type AlbaErrorKind } from "../client/alba-client-api.ts";
 import type { Preset } from "../preset/preset.ts";
 
@@ -55,6 +56,11 @@ export interface ProxyServerOptions {
    * Clients find it through GET /v1/health. Paths over LOCAL_SOCKET_PATH_BYTES_MAX are skipped.
    */
   localSocketPath?: string;
+  /**
+   * Where large request bodies come from and where response buffers go back to once sent: give the
+   * same pool to the AlbaClient (outputBuffers) so object reads reuse memory end to end.
+   */
+  buffers?: BufferPool;
   settings?: Partial<ProxyServerSettings>;
   logger?: Logger;
   extraRoutes?: readonly ProxyExtraRoute[];
@@ -97,7 +103,7 @@ function sendEmpty(response: http.ServerResponse, status: number, headers: http.
 }
 
 /** The request body as one Buffer, at most `limitBytes` (413 beyond). */
-function readBody(request: http.IncomingMessage, limitBytes: number): Promise<Buffer> {
+function readBody(request: http.IncomingMessage, limitBytes: number, buffers?: BufferPool): Promise<Buffer> {
   const declared = request.headers["content-length"];
   const declaredBytes = declared === undefined ? undefined : Number(declared);
   if (declaredBytes !== undefined && (!Number.isSafeInteger(declaredBytes) || declaredBytes < 0)) {
@@ -108,13 +114,14 @@ function readBody(request: http.IncomingMessage, limitBytes: number): Promise<Bu
   }
   return new Promise((resolve, reject) => {
     // With a Content-Length the body lands in one preallocated buffer (no concat of a 64 MiB list).
-    const preallocated = declaredBytes === undefined ? undefined : Buffer.allocUnsafe(declaredBytes);
+    const preallocated = declaredBytes === undefined ? undefined : (buffers?.take(declaredBytes) ?? Buffer.allocUnsafe(declaredBytes));
     const parts: Buffer[] = [];
     let receivedBytes = 0;
     request.on("data", (part: Buffer) => {
       if (receivedBytes + part.length > (declaredBytes ?? limitBytes)) {
         request.removeAllListeners("data");
         request.resume();
+        if (preallocated !== undefined) buffers?.release(preallocated);
         reject(new HttpError(413, "Invalid", `body exceeds ${declaredBytes ?? limitBytes} bytes`));
         return;
       }
@@ -124,7 +131,10 @@ function readBody(request: http.IncomingMessage, limitBytes: number): Promise<Bu
     });
     request.on("end", () => {
       if (preallocated === undefined) return resolve(Buffer.concat(parts, receivedBytes));
-      if (receivedBytes !== declaredBytes) return reject(new HttpError(400, "Invalid", `body has ${receivedBytes} bytes, Content-Length says ${declaredBytes}`));
+      if (receivedBytes !== declaredBytes) {
+        buffers?.release(preallocated);
+        return reject(new HttpError(400, "Invalid", `body has ${receivedBytes} bytes, Content-Length says ${declaredBytes}`));
+      }
       resolve(preallocated);
     });
     request.on("error", reject);
@@ -200,6 +210,14 @@ export function proxyRequestHandler(options: ProxyServerOptions): http.RequestLi
   const settings = { ...PROXY_SERVER_SETTINGS_DEFAULT, ...options.settings };
   const logger = (options.logger ?? pino({ level: "silent" })).child({ component: "proxy-server" });
   const extraRoutes = options.extraRoutes ?? [];
+  const buffers = options.buffers;
+  /** Response buffers go back to the pool once the response is done with them (sent, or the connection gone). */
+  const releaseWhenSent = (response: http.ServerResponse, sent: readonly Buffer[]): void => {
+    if (buffers === undefined) return;
+    response.once("close", () => {
+      for (const buffer of sent) buffers.release(buffer);
+    });
+  };
   // Names this server in /v1/health, so a client can check that a socket reaches the same proxy.
   const instanceId = randomBytes(8).toString("hex");
   const localSocketPath = options.localSocketPath !== undefined && Buffer.byteLength(options.localSocketPath) <= LOCAL_SOCKET_PATH_BYTES_MAX
@@ -303,6 +321,7 @@ export function proxyRequestHandler(options: ProxyServerOptions): http.RequestLi
         response.writeHead(200, {
           "content-type": "application/octet-stream", "content-length": total, "x-alba-part-lengths": parts.map((part) => part.length).join(","),
         });
+        releaseWhenSent(response, parts);
         for (const part of parts) response.write(part);
         response.end();
         return;
@@ -323,11 +342,17 @@ export function proxyRequestHandler(options: ProxyServerOptions): http.RequestLi
       case "PUT": {
         const ifNoneMatch = request.headers["if-none-match"];
         if (ifNoneMatch !== undefined && ifNoneMatch.trim() !== "*") throw new HttpError(400, "Invalid", "If-None-Match supports only *");
-        const data = await readBody(request, settings.objectSizeBytesMax);
-        const info = await api.put(namespace, key, data, {
-          ...(ifNoneMatch === undefined ? {} : { ifAbsent: true }),
-          ...(ifMatch === undefined ? {} : { ifMatch: unquoteEtag(ifMatch) }),
-        });
+        const data = await readBody(request, settings.objectSizeBytesMax, buffers);
+        let info;
+        try {
+          info = await api.put(namespace, key, data, {
+            ...(ifNoneMatch === undefined ? {} : { ifAbsent: true }),
+            ...(ifMatch === undefined ? {} : { ifMatch: unquoteEtag(ifMatch) }),
+          });
+        } finally {
+          // The put has settled: the client encoded copies of the body and keeps no reference to it.
+          buffers?.release(data);
+        }
         response.setHeader("etag", etagHeader(info.etag));
         return sendJson(response, 200, info);
       }
@@ -339,6 +364,7 @@ export function proxyRequestHandler(options: ProxyServerOptions): http.RequestLi
           response.writeHead(200, {
             "content-type": "application/octet-stream", "content-length": data.length, ...(info === undefined ? {} : { etag: etagHeader(info.etag) }),
           });
+          releaseWhenSent(response, [data]);
           response.end(data);
           return;
         }
@@ -351,6 +377,7 @@ export function proxyRequestHandler(options: ProxyServerOptions): http.RequestLi
           "content-type": "application/octet-stream", "content-length": part!.length, etag: etagHeader(info.etag),
           "content-range": part!.length === 0 ? `bytes */${info.sizeBytes}` : `bytes ${range.offsetBytes}-${end}/${info.sizeBytes}`,
         });
+        releaseWhenSent(response, [part!]);
         response.end(part);
         return;
       }

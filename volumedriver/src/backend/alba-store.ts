@@ -12,6 +12,7 @@
 // - Conflict: createNamespace of an existing namespace is a no-op (the contract); anywhere else
 //   Conflict means something exists or is in use, which retrying does not fix: Invalid.
 import { isAlbaError, type AlbaApi, type AlbaErrorKind } from "../../../alba/src/client/alba-client-api.ts";
+import { BufferPool } from "../../../alba/src/memory/buffer-pool.ts";
 import { ProxyClient, type ProxyClientSettings } from "../../../alba/src/proxy/proxy-client.ts";
 import { LIST_LIMIT_KEYS_MAX, resolveListLimitKeys } from "./list-paging.ts";
 import { validateRange } from "./object-range.ts";
@@ -30,6 +31,13 @@ export interface AlbaObjectStoreOptions {
   /** An AlbaApi to use instead of a ProxyClient (in-process tests). */
   api?: AlbaApi;
 }
+
+/**
+ * SCOs (up to 128 MiB) are read whole to be sent to the proxy; reusing the buffers spares mapping
+ * fresh memory for each one (alba/src/memory/buffer-pool.ts). Process-wide, bounded.
+ */
+const SOURCE_FILE_BUFFERS_FREE_BYTES_MAX = 256 * 1024 * 1024;
+const sourceFileBuffers = new BufferPool({ sizeBytesMin: 1024 * 1024, freeBytesMax: SOURCE_FILE_BUFFERS_FREE_BYTES_MAX });
 
 const STORE_KIND_BY_ALBA_KIND: Record<AlbaErrorKind, StoreErrorKind> = {
   NotFound: "NotFound",
@@ -108,12 +116,16 @@ export class AlbaObjectStore implements ObjectStore {
     if (this.closed) throw new StoreError("Closed", "the alba store is closed");
     // A missing namespace is NotFound even when the file is missing too, as with put.
     if (!(await this.namespaceExists(namespace))) throw new StoreError("NotFound", `namespace ${namespace} does not exist`);
-    const data = await readSourceFile(filePath);
+    const data = await readSourceFile(filePath, sourceFileBuffers);
     const putOptions: PutOptions = {
       ...(options.ifAbsent === undefined ? {} : { ifAbsent: options.ifAbsent }),
       ...(options.ifMatch === undefined ? {} : { ifMatch: options.ifMatch }),
     };
-    return this.put(namespace, key, data, putOptions);
+    const info = await this.put(namespace, key, data, putOptions);
+    // Sent and answered: nothing refers to the bytes any more. (After a failure the buffer is left
+    // to the GC: an aborted request may still hold it.)
+    sourceFileBuffers.release(data);
+    return info;
   }
 
   async get(namespace: NamespaceName, key: string, range?: ObjectRange): Promise<Buffer> {
