@@ -10,6 +10,7 @@
 //   its updates.
 // - a full ASD refuses batches that add bytes (AsdError "Full") but still serves reads and applies
 //   batches of deletes only.
+// - applyBatch keeps no reference to the values once it settles: callers reuse their buffers.
 // - get of a missing key resolves undefined (not an error): fragments go missing in normal
 //   operation (a repair not yet done), and the caller decides what that means.
 

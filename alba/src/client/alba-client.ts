@@ -13,7 +13,7 @@
 import { randomBytes } from "node:crypto";
 import path from "node:path";
 import { LRUCache } from "lru-cache";
-import type { BufferPool } from "../memory/buffer-pool.ts";
+import { BufferPool } from "../memory/buffer-pool.ts";
 import type { Logger } from "pino";
 import { pino } from "pino";
 import type { ByteRange } from "../asd/asd-api.ts";
@@ -38,6 +38,8 @@ import { TooFewFragmentsError, writeObjectChunks, type WrittenFragment } from ".
 export interface AlbaClientSettings {
   /** Chunks of one put encoded and written at once (each holds a chunk, its parity and encoded copies). */
   chunkWritesInFlightMax: number;
+  /** Free coding buffers (the padded chunk and its parity) kept for the next chunks, in bytes. */
+  codingBuffersFreeBytesMax: number;
   /** Chunks of one get read at once. */
   chunkReadsInFlightMax: number;
   /** Placement attempts of one put: a retry picks new ASDs after writes failed (ASDs down or full). */
@@ -64,6 +66,7 @@ export interface AlbaClientSettings {
 
 export const ALBA_CLIENT_SETTINGS_DEFAULT: AlbaClientSettings = {
   chunkWritesInFlightMax: 4,
+  codingBuffersFreeBytesMax: 64 * 1024 * 1024,
   chunkReadsInFlightMax: 4,
   putAttemptsMax: 2,
   manifestCacheEntriesMax: 10_000,
@@ -101,6 +104,9 @@ export interface OpenAlbaClientOptions {
   logger?: Logger;
   outputBuffers?: BufferPool;
 }
+
+/** Coding buffers smaller than this (tiny objects) are plain allocations. */
+const CODING_BUFFER_SIZE_BYTES_MIN = 256 * 1024;
 
 /** The metadata file of a backend directory. */
 export function metadataPathOf(backendDirectory: string): string {
@@ -171,6 +177,7 @@ export class AlbaClient implements AlbaApi {
   private readonly presets = new Map<string, Preset>();
   private readonly deleter: FragmentDeleter;
   private readonly reader: ObjectReaderContext;
+  private readonly codingBuffers: BufferPool;
   private placementRotation = 0;
   private closed = false;
 
@@ -182,6 +189,7 @@ export class AlbaClient implements AlbaApi {
     this.manifestCache = new LRUCache({ max: this.settings.manifestCacheEntriesMax, ttl: this.settings.manifestCacheTtlMs });
     this.fragmentCache = new LRUCache<string, Buffer>({ maxSize: Math.max(1, this.settings.fragmentCacheBytesMax), sizeCalculation: (buffer) => Math.max(1, buffer.length) });
     this.deleter = new FragmentDeleter(this.pool, this.logger, { ...FRAGMENT_DELETER_SETTINGS_DEFAULT, deletesInFlightMax: this.settings.backgroundDeletesInFlightMax });
+    this.codingBuffers = new BufferPool({ sizeBytesMin: CODING_BUFFER_SIZE_BYTES_MIN, freeBytesMax: this.settings.codingBuffersFreeBytesMax });
     this.reader = {
       pool: this.pool, logger: this.logger, fragmentCache: this.fragmentCache,
       chunkReadsInFlightMax: this.settings.chunkReadsInFlightMax, partialReadSizeBytesMax: this.settings.partialReadSizeBytesMax,
@@ -304,7 +312,7 @@ export class AlbaClient implements AlbaApi {
     const written: WrittenFragment[] = [];
     try {
       const chunks = await writeObjectChunks(
-        { pool: this.pool, logger: this.logger, chunkWritesInFlightMax: this.settings.chunkWritesInFlightMax },
+        { pool: this.pool, logger: this.logger, chunkWritesInFlightMax: this.settings.chunkWritesInFlightMax, codingBuffers: this.codingBuffers },
         { objectId, preset, policy, placement }, data, written,
       );
       return {

@@ -6,6 +6,7 @@
 // fragments fails the attempt (TooFewFragmentsError) after the chunks in flight finish, so the
 // caller knows every fragment written and can delete them.
 import type { Logger } from "pino";
+import type { BufferPool } from "../memory/buffer-pool.ts";
 import { encodeChunk, fragmentSizeForChunk } from "../encoding/erasure-coder.ts";
 import { chunkRanges } from "../encoding/chunk-layout.ts";
 import { encodeFragment } from "../encoding/fragment-codec.ts";
@@ -41,6 +42,8 @@ export interface ObjectWriterContext {
   pool: AsdPool;
   logger: Logger;
   chunkWritesInFlightMax: number;
+  /** Backing buffers of the coded fragments, reused chunk after chunk (4-6 MiB each with 1 MiB fragments). */
+  codingBuffers?: BufferPool;
 }
 
 /**
@@ -58,9 +61,13 @@ export async function writeObjectChunks(
   await forEachBounded(ranges, context.chunkWritesInFlightMax, async (range) => {
     const chunk = Buffer.from(data.buffer, data.byteOffset + range.offsetBytes, range.sizeBytes);
     const fragmentSizeBytes = fragmentSizeForChunk(range.sizeBytes, k);
-    const plains = await encodeChunk(chunk, k, m, fragmentSizeBytes);
-    const fragments = await Promise.all(plains.map((plain, fragmentIndex) =>
+    const plains = await encodeChunk(chunk, k, m, fragmentSizeBytes, context.codingBuffers);
+    const results = await Promise.all(plains.map((plain, fragmentIndex) =>
       writeFragment(context, plan, range.chunkIndex, fragmentIndex, plain, written)));
+    // Every batch has been answered, so no request still holds the fragment bytes; after a failed
+    // write (a request cut mid-send) the buffers are left to the GC instead.
+    if (results.every((result) => !result.writeFailed)) for (const plain of plains) context.codingBuffers?.release(plain);
+    const fragments = results.map((result) => result.fragment);
     const durableCount = fragments.filter((fragment) => fragment.asdId !== null).length;
     if (durableCount < plan.policy.c) throw new TooFewFragmentsError(range.chunkIndex, durableCount, plan.policy.c);
     chunks[range.chunkIndex] = { sizeBytes: range.sizeBytes, fragmentSizeBytes, fragments };
@@ -70,16 +77,16 @@ export async function writeObjectChunks(
 
 async function writeFragment(
   context: ObjectWriterContext, plan: ObjectWritePlan, chunkIndex: number, fragmentIndex: number, plain: Buffer, written: WrittenFragment[],
-): Promise<FragmentManifest> {
+): Promise<{ fragment: FragmentManifest; writeFailed: boolean }> {
   const address = { objectId: plan.objectId, chunkIndex, fragmentIndex };
   // Encoded even when it will not be stored: the manifest then holds the CRC a repair must
   // reproduce (the codec is deterministic per fragment address).
   const encoded = await encodeFragment(plain, plan.preset, address);
   const missing: FragmentManifest = { asdId: null, storedSizeBytes: encoded.stored.length, crc32c: encoded.crc32c, compressed: encoded.compressed };
   const asdId = plan.placement[fragmentIndex] ?? null;
-  if (asdId === null || !context.pool.isUp(asdId)) return missing;
+  if (asdId === null || !context.pool.isUp(asdId)) return { fragment: missing, writeFailed: false };
   const connection = context.pool.connection(asdId);
-  if (connection === undefined) return missing;
+  if (connection === undefined) return { fragment: missing, writeFailed: false };
   const key = fragmentKey(address);
   try {
     // The assert guards against the (128-bit) chance of an object id collision.
@@ -87,8 +94,8 @@ async function writeFragment(
   } catch (error) {
     context.pool.reportError(asdId, error);
     context.logger.warn({ asdId, key, err: error }, "fragment write failed; the fragment is recorded missing");
-    return missing;
+    return { fragment: missing, writeFailed: true };
   }
   written.push({ asdId, key });
-  return { ...missing, asdId };
+  return { fragment: { ...missing, asdId }, writeFailed: false };
 }

@@ -4,6 +4,7 @@
 // last one zero-padded, so reads of healthy objects never decode; every fragment of a chunk has the
 // same size, a multiple of FRAGMENT_ALIGNMENT_BYTES; any k of the k + m fragments give the chunk.
 import assert from "node:assert/strict";
+import type { BufferPool } from "../memory/buffer-pool.ts";
 import { createRequire } from "node:module";
 import type { ReedSolomonContext } from "@ronomon/reed-solomon";
 
@@ -65,10 +66,13 @@ function runCoder(k: number, m: number, fragmentSizeBytes: number, sources: numb
  * Splits `chunk` into k data fragments (the last zero-padded) and computes m parity fragments, each
  * exactly fragmentSizeBytes. The data fragments are views of one buffer holding the padded chunk.
  */
-export async function encodeChunk(chunk: Buffer, k: number, m: number, fragmentSizeBytes: number): Promise<Buffer[]> {
+export async function encodeChunk(chunk: Buffer, k: number, m: number, fragmentSizeBytes: number, buffers?: BufferPool): Promise<Buffer[]> {
   assertGeometry(k, m, fragmentSizeBytes);
   assert.ok(chunk.length >= 1 && chunk.length <= k * fragmentSizeBytes, `chunk of ${chunk.length} bytes does not fit ${k} fragments of ${fragmentSizeBytes}`);
-  const data = Buffer.allocUnsafe(k * fragmentSizeBytes);
+  // With a pool, the two backing buffers come from it: fragment 0 and fragment k start them, so a
+  // caller done with every fragment gives them back by releasing each fragment (BufferPool ignores
+  // the views that do not start a buffer).
+  const data = buffers?.take(k * fragmentSizeBytes) ?? Buffer.allocUnsafe(k * fragmentSizeBytes);
   chunk.copy(data, 0);
   data.fill(0, chunk.length);
   const fragments: Buffer[] = [];
@@ -76,7 +80,7 @@ export async function encodeChunk(chunk: Buffer, k: number, m: number, fragmentS
   if (m === 0) return fragments;
   // Zeroed, not allocUnsafe: every parity shard is a target and fully written, but if that ever
   // failed, zeros rather than stale process memory would reach the disks.
-  const parity = Buffer.alloc(m * fragmentSizeBytes);
+  const parity = buffers === undefined ? Buffer.alloc(m * fragmentSizeBytes) : buffers.take(m * fragmentSizeBytes).fill(0);
   await runCoder(k, m, fragmentSizeBytes, bitRange(0, k), bitRange(k, k + m), data, parity);
   for (let index = 0; index < m; index++) fragments.push(parity.subarray(index * fragmentSizeBytes, (index + 1) * fragmentSizeBytes));
   return fragments;
