@@ -4,7 +4,12 @@
 // process by PID. Tests talk to it through `client` (ProxyClient) or, as a vPool does, through
 // AlbaObjectStore / an `alba` backend spec on `proxyUrl`.
 import path from "node:path";
+import type { AsdKeyInfo } from "../../alba/src/asd/asd-api.ts";
+import { AsdClient } from "../../alba/src/asd/asd-client.ts";
 import { createAlbaBackend } from "../../alba/src/backend/backend-directory.ts";
+import { AlbaClient } from "../../alba/src/client/alba-client.ts";
+import { AsdPool } from "../../alba/src/client/asd-pool.ts";
+import { SqliteMetadataStore } from "../../alba/src/metadata/sqlite-metadata-store.ts";
 import type { Preset } from "../../alba/src/preset/preset.ts";
 import { ProxyClient } from "../../alba/src/proxy/proxy-client.ts";
 import { startAsd, stopAll, type RunningAsd } from "./alba-processes.ts";
@@ -85,4 +90,31 @@ async function stopProxy(proxy: ChildHarness): Promise<void> {
   if (!proxy.running) return;
   killPid(proxy.pid, "SIGTERM");
   await proxy.waitForExit(PROXY_STOP_TIMEOUT_MS).catch(async () => proxy.killHard());
+}
+
+/**
+ * An AlbaClient in the test process on a backend's metadata file, talking to its ASDs with a short
+ * request timeout and no background probing: health changes only through requests and probeAll,
+ * so the test decides when an ASD counts as down.
+ */
+export function openTestAlbaClient(metadataFile: string): AlbaClient {
+  const metadata = SqliteMetadataStore.open(metadataFile);
+  const pool = new AsdPool({ metadata, connect: (record) => new AsdClient(record.host, record.port, { requestTimeoutMs: 5_000 }), background: false });
+  return new AlbaClient({ metadata, pool });
+}
+
+/** Every key one ASD holds, all pages. */
+export async function listAsdKeys(asd: { host: string; port: number }): Promise<AsdKeyInfo[]> {
+  const connection = new AsdClient(asd.host, asd.port);
+  const keys: AsdKeyInfo[] = [];
+  try {
+    for (let startAfter: string | undefined; ;) {
+      const page = await connection.list({ limitKeys: 1000, ...(startAfter === undefined ? {} : { startAfter }) });
+      keys.push(...page.keys);
+      if (page.nextStartAfter === undefined) return keys;
+      startAfter = page.nextStartAfter;
+    }
+  } finally {
+    await connection.close();
+  }
 }

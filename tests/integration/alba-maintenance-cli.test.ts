@@ -6,8 +6,7 @@
 // n3 die as well and every object still reads back, which only a real repair makes possible.
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { AsdClient } from "../../alba/src/asd/asd-client.ts";
-import { startAlbaCluster, type AlbaCluster } from "../helpers/alba-cluster.ts";
+import { listAsdKeys, startAlbaCluster, type AlbaCluster } from "../helpers/alba-cluster.ts";
 import { startAsd, type RunningAsd } from "../helpers/alba-processes.ts";
 import { runOvs } from "../helpers/process-harness.ts";
 import { SeededRandom, seedFromEnvironment } from "../helpers/seeded-random.ts";
@@ -67,19 +66,7 @@ describe("integration: Alba repair with the CLI (ovs alba asd claim, ovs alba ma
     const live = [...cluster.asds.filter((asd) => asd !== dead1 && asd !== dead2), ...replacements];
     const nodeOf = new Map(live.map((asd) => [asd.asdId, asd.nodeId]));
     const storedKeys = new Set<string>();
-    for (const asd of live) {
-      const connection = new AsdClient(asd.host, asd.port);
-      try {
-        let startAfter: string | undefined;
-        do {
-          const page = await connection.list({ prefix: "f/", ...(startAfter === undefined ? {} : { startAfter }) });
-          for (const key of page.keys) storedKeys.add(`${asd.asdId}/${key.key}`);
-          startAfter = page.nextStartAfter;
-        } while (startAfter !== undefined);
-      } finally {
-        await connection.close();
-      }
-    }
+    for (const asd of live) for (const info of await listAsdKeys(asd)) storedKeys.add(`${asd.asdId}/${info.key}`);
     let chunks = 0;
     for (const key of hashes.keys()) {
       const manifest = await client.getManifest("objects", key);

@@ -1,6 +1,5 @@
 // Goal: an upload that fails halfway (too few fragments land, and its cleanup fails as if the proxy died) leaves no visible object but fragments on the ASDs; maintenance's orphan collection deletes exactly those once the grace period is over, plus fragments of deleted objects and leftover copies, and never a fragment of a committed object, even one being uploaded meanwhile.
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import path from "node:path";
 import { AsdError, type AsdApi, type AsdBatch, type AsdListOptions, type ByteRange } from "../../alba/src/asd/asd-api.ts";
 import { AsdClient } from "../../alba/src/asd/asd-client.ts";
@@ -14,15 +13,13 @@ import { SqliteMetadataStore } from "../../alba/src/metadata/sqlite-metadata-sto
 import { startAsd, stopAll, type RunningAsd } from "../helpers/alba-processes.ts";
 import { sleep } from "../helpers/process-harness.ts";
 import { SeededRandom, seedFromEnvironment } from "../helpers/seeded-random.ts";
+import { sha256 } from "../helpers/device-hash.ts";
+import { listAsdKeys } from "../helpers/alba-cluster.ts";
 import { TempDirs } from "../helpers/temp-dir.ts";
 
 const NAMESPACE = "orphans";
 /** Long enough that the first collection surely runs inside it, short enough to wait out. */
 const ORPHAN_GRACE_PERIOD_MS = 6_000;
-
-function sha256(data: Uint8Array): string {
-  return createHash("sha256").update(data).digest("hex");
-}
 
 /** Faults switched on by the test: writes to some ASDs fail, deletes fail everywhere (a proxy that died mid-put). */
 interface Faults {
@@ -61,19 +58,7 @@ class FaultyAsd implements AsdApi {
 /** Every key on every ASD as "asdId key". */
 async function keysOnAsds(asds: readonly RunningAsd[]): Promise<Set<string>> {
   const keys = new Set<string>();
-  for (const asd of asds) {
-    const connection = new AsdClient(asd.host, asd.port);
-    try {
-      for (let startAfter: string | undefined; ;) {
-        const page = await connection.list({ limitKeys: 1000, ...(startAfter === undefined ? {} : { startAfter }) });
-        for (const info of page.keys) keys.add(`${asd.asdId} ${info.key}`);
-        if (page.nextStartAfter === undefined) break;
-        startAfter = page.nextStartAfter;
-      }
-    } finally {
-      await connection.close();
-    }
-  }
+  for (const asd of asds) for (const info of await listAsdKeys(asd)) keys.add(`${asd.asdId} ${info.key}`);
   return keys;
 }
 

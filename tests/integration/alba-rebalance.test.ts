@@ -1,10 +1,8 @@
 // Goal: with 4 filled ASDs and 2 empty ones added, rebalance moves fragments onto the new ones until the fill spread is within rebalanceFillSpreadMax (or the per-run byte budget is spent), keeps every chunk on distinct ASDs with at most x per node id, and every object still reads correctly; the full run goes through the proxy's maintenance routes (one run at a time, throttled) as `ovs alba maintenance --rebalance` drives them.
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import path from "node:path";
 import { AsdClient } from "../../alba/src/asd/asd-client.ts";
 import { AlbaClient } from "../../alba/src/client/alba-client.ts";
-import { AsdPool } from "../../alba/src/client/asd-pool.ts";
 import { parseFragmentKey } from "../../alba/src/client/fragment-key.ts";
 import { isAlbaError } from "../../alba/src/client/alba-client-api.ts";
 import { AlbaMaintenance } from "../../alba/src/maintenance/maintenance.ts";
@@ -13,9 +11,10 @@ import { MaintenanceRuns, maintenanceProxyRoutes } from "../../alba/src/maintena
 import { ProxyClient } from "../../alba/src/proxy/proxy-client.ts";
 import { startProxyServer, type RunningProxyServer } from "../../alba/src/proxy/proxy-server.ts";
 import type { ObjectManifest } from "../../alba/src/metadata/metadata-store.ts";
-import { SqliteMetadataStore } from "../../alba/src/metadata/sqlite-metadata-store.ts";
 import { startAsd, stopAll, type RunningAsd } from "../helpers/alba-processes.ts";
 import { SeededRandom, seedFromEnvironment } from "../helpers/seeded-random.ts";
+import { sha256 } from "../helpers/device-hash.ts";
+import { listAsdKeys, openTestAlbaClient } from "../helpers/alba-cluster.ts";
 import { TempDirs } from "../helpers/temp-dir.ts";
 
 const NAMESPACE = "rebalance";
@@ -23,16 +22,6 @@ const CAPACITY_BYTES = 16 * 2 ** 20;
 const FRAGMENT_SIZE_BYTES = 64 * 1024;
 const FILL_SPREAD_MAX = 0.1;
 const X = 2;
-
-function sha256(data: Uint8Array): string {
-  return createHash("sha256").update(data).digest("hex");
-}
-
-function openClient(metadataFile: string): AlbaClient {
-  const metadata = SqliteMetadataStore.open(metadataFile);
-  const pool = new AsdPool({ metadata, connect: (record) => new AsdClient(record.host, record.port, { requestTimeoutMs: 5_000 }), background: false });
-  return new AlbaClient({ metadata, pool });
-}
 
 /** Fill (used / capacity) of each ASD as the ASD itself reports it. */
 async function fills(asds: readonly RunningAsd[]): Promise<Map<string, number>> {
@@ -54,19 +43,12 @@ function spreadOf(fillByAsd: Map<string, number>): number {
 async function fragmentHolders(asds: readonly RunningAsd[]): Promise<Map<string, string[]>> {
   const holders = new Map<string, string[]>();
   for (const asd of asds) {
-    const connection = new AsdClient(asd.host, asd.port);
-    for (let startAfter: string | undefined; ;) {
-      const page = await connection.list({ limitKeys: 1000, ...(startAfter === undefined ? {} : { startAfter }) });
-      for (const info of page.keys) {
-        const address = parseFragmentKey(info.key);
-        assert.ok(address !== undefined);
-        const id = `${address.objectId}/${address.chunkIndex}/${address.fragmentIndex}`;
-        holders.set(id, [...(holders.get(id) ?? []), asd.asdId]);
-      }
-      if (page.nextStartAfter === undefined) break;
-      startAfter = page.nextStartAfter;
+    for (const info of await listAsdKeys(asd)) {
+      const address = parseFragmentKey(info.key);
+      assert.ok(address !== undefined);
+      const id = `${address.objectId}/${address.chunkIndex}/${address.fragmentIndex}`;
+      holders.set(id, [...(holders.get(id) ?? []), asd.asdId]);
     }
-    await connection.close();
   }
   return holders;
 }
@@ -94,7 +76,7 @@ describe("alba rebalance (real ASDs)", function () {
     const metadataFile = path.join(root, "metadata.sqlite");
     const startOn = (nodeId: string, name: string): Promise<RunningAsd> => startAsd({ directory: path.join(root, name), nodeId, capacityBytes: CAPACITY_BYTES });
     asds.push(...await Promise.all([startOn("node-a", "a0"), startOn("node-a", "a1"), startOn("node-b", "b0"), startOn("node-b", "b1")]));
-    const client = openClient(metadataFile);
+    const client = openTestAlbaClient(metadataFile);
     clients.push(client);
     for (const asd of asds) await client.claimAsd(asd.host, asd.port);
     // (2, 2, 3, 2): 4 fragments per chunk, so on 4 ASDs every ASD holds one fragment of every chunk.
@@ -185,7 +167,7 @@ describe("alba rebalance (real ASDs)", function () {
 
     // Reads: through the client that cached the old manifests, and through a fresh one.
     for (const [key, data] of objects) assert.equal(sha256(await client.get(NAMESPACE, key)), sha256(data), `${key} via the old client (seed ${seed})`);
-    const fresh = openClient(metadataFile);
+    const fresh = openTestAlbaClient(metadataFile);
     clients.push(fresh);
     await fresh.pool.probeAll();
     for (const [key, data] of objects) assert.equal(sha256(await fresh.get(NAMESPACE, key)), sha256(data), `${key} via a fresh client (seed ${seed})`);

@@ -1,33 +1,21 @@
 // Goal: with 6 real ASDs on 3 node ids and preset (4,2,5,2), killing 2 ASDs loses no object, and after 2 replacements are claimed maintenance brings every chunk back to 6 fragments on 6 distinct live ASDs, at most 2 per node id, counted by listing every ASD.
 import assert from "node:assert/strict";
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import path from "node:path";
-import { AsdClient } from "../../alba/src/asd/asd-client.ts";
 import { AlbaClient } from "../../alba/src/client/alba-client.ts";
-import { AsdPool } from "../../alba/src/client/asd-pool.ts";
 import { parseFragmentKey } from "../../alba/src/client/fragment-key.ts";
 import { AlbaMaintenance } from "../../alba/src/maintenance/maintenance.ts";
 import type { AlbaMetadataStore, ObjectManifest } from "../../alba/src/metadata/metadata-store.ts";
-import { SqliteMetadataStore } from "../../alba/src/metadata/sqlite-metadata-store.ts";
 import { startAsd, stopAll, type RunningAsd } from "../helpers/alba-processes.ts";
 import { sleep } from "../helpers/process-harness.ts";
 import { SeededRandom, seedFromEnvironment } from "../helpers/seeded-random.ts";
+import { sha256 } from "../helpers/device-hash.ts";
+import { listAsdKeys, openTestAlbaClient } from "../helpers/alba-cluster.ts";
 import { TempDirs } from "../helpers/temp-dir.ts";
 
 const FRAGMENT_SIZE_BYTES = 64 * 1024;
 const NAMESPACE = "repair";
 const DEAD_ASD_AFTER_MS = 300;
-
-function sha256(data: Uint8Array): string {
-  return createHash("sha256").update(data).digest("hex");
-}
-
-function openClient(metadataFile: string): AlbaClient {
-  const metadata = SqliteMetadataStore.open(metadataFile);
-  // No background probing: health changes only through requests and probeAll, so the test decides.
-  const pool = new AsdPool({ metadata, connect: (record) => new AsdClient(record.host, record.port, { requestTimeoutMs: 5_000 }), background: false });
-  return new AlbaClient({ metadata, pool });
-}
 
 function allManifests(metadata: AlbaMetadataStore): ObjectManifest[] {
   const manifests: ObjectManifest[] = [];
@@ -49,25 +37,15 @@ interface StoredCopy {
 async function fragmentsOnAsds(asds: readonly RunningAsd[]): Promise<Map<string, Map<number, StoredCopy[]>>> {
   const chunks = new Map<string, Map<number, StoredCopy[]>>();
   for (const asd of asds) {
-    const connection = new AsdClient(asd.host, asd.port);
-    try {
-      for (let startAfter: string | undefined; ;) {
-        const page = await connection.list({ limitKeys: 1000, ...(startAfter === undefined ? {} : { startAfter }) });
-        for (const info of page.keys) {
-          const address = parseFragmentKey(info.key);
-          assert.ok(address !== undefined, `ASD ${asd.asdId} holds a key that is not a fragment: ${info.key}`);
-          const chunkId = `${address.objectId}/${address.chunkIndex}`;
-          let fragments = chunks.get(chunkId);
-          if (fragments === undefined) chunks.set(chunkId, (fragments = new Map()));
-          let holders = fragments.get(address.fragmentIndex);
-          if (holders === undefined) fragments.set(address.fragmentIndex, (holders = []));
-          holders.push({ asdId: asd.asdId, sizeBytes: info.sizeBytes, crc32c: info.crc32c });
-        }
-        if (page.nextStartAfter === undefined) break;
-        startAfter = page.nextStartAfter;
-      }
-    } finally {
-      await connection.close();
+    for (const info of await listAsdKeys(asd)) {
+      const address = parseFragmentKey(info.key);
+      assert.ok(address !== undefined, `ASD ${asd.asdId} holds a key that is not a fragment: ${info.key}`);
+      const chunkId = `${address.objectId}/${address.chunkIndex}`;
+      let fragments = chunks.get(chunkId);
+      if (fragments === undefined) chunks.set(chunkId, (fragments = new Map()));
+      let holders = fragments.get(address.fragmentIndex);
+      if (holders === undefined) fragments.set(address.fragmentIndex, (holders = []));
+      holders.push({ asdId: asd.asdId, sizeBytes: info.sizeBytes, crc32c: info.crc32c });
     }
   }
   return chunks;
@@ -94,7 +72,7 @@ describe("alba repair (real ASDs)", function () {
     metadataFile = path.join(root, "metadata.sqlite");
     const nodeIds = ["node-a", "node-a", "node-b", "node-b", "node-c", "node-c"];
     asds.push(...await Promise.all(nodeIds.map((nodeId, index) => startAsd({ directory: path.join(root, `asd-${index}`), nodeId }))));
-    const client = openClient(metadataFile);
+    const client = openTestAlbaClient(metadataFile);
     clients.push(client);
     for (const asd of asds) await client.claimAsd(asd.host, asd.port);
     // lz4 + AES: a rebuilt fragment must come out bit for bit as the lost one (deterministic IV).
@@ -181,14 +159,14 @@ describe("alba repair (real ASDs)", function () {
 
     // Every object reads correctly with the dead ones still down, through a fresh client (no cached
     // manifests or fragments) ...
-    const fresh = openClient(metadataFile);
+    const fresh = openTestAlbaClient(metadataFile);
     clients.push(fresh);
     await fresh.pool.probeAll();
     for (const [key, hash] of hashes) assert.equal(sha256(await fresh.get(NAMESPACE, key)), hash, `${key} after repair (seed ${seed})`);
     // ... and still after losing both ASDs of node-c too, which only a real repair survives: without
     // it, chunks would be down to 2 of the k = 4 fragments they need.
     await Promise.all([asds[4]!.kill(), asds[5]!.kill()]);
-    const degraded = openClient(metadataFile);
+    const degraded = openTestAlbaClient(metadataFile);
     clients.push(degraded);
     await degraded.pool.probeAll();
     for (const [key, hash] of hashes) assert.equal(sha256(await degraded.get(NAMESPACE, key)), hash, `${key} with 4 ASDs down after repair (seed ${seed})`);

@@ -1,19 +1,18 @@
 // Goal: a fragment whose bytes rot on an ASD's disk (a value file, and an inline SQLite value) still reads correctly, maintenance's verify finds exactly the bad fragments and rewrites them in place, and a second verify finds nothing.
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { open } from "node:fs/promises";
 import path from "node:path";
 import Database from "better-sqlite3";
 import { AsdClient } from "../../alba/src/asd/asd-client.ts";
 import { AlbaClient } from "../../alba/src/client/alba-client.ts";
-import { AsdPool } from "../../alba/src/client/asd-pool.ts";
 import { fragmentKey } from "../../alba/src/client/fragment-key.ts";
 import { crc32c } from "../../alba/src/codec/crc32c.ts";
 import { AlbaMaintenance } from "../../alba/src/maintenance/maintenance.ts";
 import type { ObjectManifest } from "../../alba/src/metadata/metadata-store.ts";
-import { SqliteMetadataStore } from "../../alba/src/metadata/sqlite-metadata-store.ts";
 import { startAsd, stopAll, type RunningAsd } from "../helpers/alba-processes.ts";
 import { SeededRandom, seedFromEnvironment } from "../helpers/seeded-random.ts";
+import { sha256 } from "../helpers/device-hash.ts";
+import { openTestAlbaClient } from "../helpers/alba-cluster.ts";
 import { TempDirs } from "../helpers/temp-dir.ts";
 
 /** Above the ASD's 64 KiB inline limit, so full fragments are value files (alba/docs/asd-format.md). */
@@ -22,16 +21,6 @@ const NAMESPACE = "verify";
 /** The ASD's own files (alba/src/asd/asd-store.ts): keys in SQLite, large values under files/. */
 const ASD_DATABASE_FILE = "keys.sqlite";
 const ASD_FILES_DIRECTORY = "files";
-
-function sha256(data: Uint8Array): string {
-  return createHash("sha256").update(data).digest("hex");
-}
-
-function openClient(metadataFile: string): AlbaClient {
-  const metadata = SqliteMetadataStore.open(metadataFile);
-  const pool = new AsdPool({ metadata, connect: (record) => new AsdClient(record.host, record.port, { requestTimeoutMs: 5_000 }), background: false });
-  return new AlbaClient({ metadata, pool });
-}
 
 interface FragmentLocation {
   objectId: string;
@@ -69,7 +58,7 @@ describe("alba verify (real ASDs, corrupted on disk)", function () {
     const metadataFile = path.join(root, "metadata.sqlite");
     const nodeIds = ["node-a", "node-a", "node-b", "node-b", "node-c", "node-c"];
     asds.push(...await Promise.all(nodeIds.map((nodeId, index) => startAsd({ directory: path.join(root, `asd-${index}`), nodeId }))));
-    const client = openClient(metadataFile);
+    const client = openTestAlbaClient(metadataFile);
     clients.push(client);
     for (const asd of asds) await client.claimAsd(asd.host, asd.port);
     await client.addPreset({ name: "plain", policies: [{ k: 4, m: 2, c: 5, x: 2 }], fragmentSizeBytes: FRAGMENT_SIZE_BYTES, compression: "none", encryption: "none", checksum: "crc32c" });
@@ -121,7 +110,7 @@ describe("alba verify (real ASDs, corrupted on disk)", function () {
     await vanishedConnection.close();
 
     // Reads stay correct (decoded from the other fragments), through a client with no caches.
-    const reader = openClient(metadataFile);
+    const reader = openTestAlbaClient(metadataFile);
     clients.push(reader);
     await reader.pool.probeAll();
     for (const [key, data] of objects) assert.equal(sha256(await reader.get(NAMESPACE, key)), sha256(data), `${key} with rotten fragments (seed ${seed})`);
@@ -163,7 +152,7 @@ describe("alba verify (real ASDs, corrupted on disk)", function () {
     assert.equal(second.chunksDegraded, 0);
     assert.equal(second.fragmentsChecked, totalFragments);
 
-    const fresh = openClient(metadataFile);
+    const fresh = openTestAlbaClient(metadataFile);
     clients.push(fresh);
     await fresh.pool.probeAll();
     for (const [key, data] of objects) assert.equal(sha256(await fresh.get(NAMESPACE, key)), sha256(data), `${key} after verify (seed ${seed})`);

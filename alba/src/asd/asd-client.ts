@@ -7,6 +7,7 @@ import {
   AsdError, type AsdApi, type AsdBatch, type AsdErrorKind, type AsdListOptions, type AsdListPage, type AsdStatistics, type ByteRange,
 } from "./asd-api.ts";
 import { asdKeyBytes, encodeAsdBatch } from "./asd-batch-format.ts";
+import { isConnectFailure, isLoopbackHost } from "../net/loopback.ts";
 
 export interface AsdClientSettings {
   /** A request with no progress (connect, send, receive) for this long fails as Unavailable. */
@@ -280,14 +281,4 @@ function splitRanges(response: HttpResponse, count: number, address: string): Bu
     offset += length;
   }
   return parts;
-}
-
-function isLoopbackHost(host: string): boolean {
-  return host === "localhost" || host === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
-}
-
-/** A request that never reached a server: nothing listens, or the socket file is missing. */
-function isConnectFailure(error: AsdError): boolean {
-  const code = (error.cause as { code?: unknown } | undefined)?.code;
-  return code === "ECONNREFUSED" || code === "ENOENT";
 }

@@ -9,6 +9,7 @@ import { pipeline } from "node:stream/promises";
 import { Readable } from "node:stream";
 import { InvalidArgumentError, Option, type Command } from "commander";
 import type { Policy } from "../preset/preset.ts";
+import { formatBytes } from "./format.ts";
 import { parseByteCountOption, parsePortOption, type Print, type RunAction } from "./alba-commands.ts";
 
 const PROXY_URL_DEFAULT = "http://127.0.0.1:8600";
@@ -42,17 +43,6 @@ export function parsePoliciesOption(value: string): Policy[] {
     const [k, m, c, x] = numbers.map(Number) as [number, number, number, number];
     return { k, m, c, x };
   });
-}
-
-function formatBytes(bytes: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
 }
 
 function table(rows: string[][]): string {

@@ -7,6 +7,7 @@ import { Option, type Command } from "commander";
 import { ALBA_PROXY_URL_DEFAULT, ProxyClient } from "../proxy/proxy-client.ts";
 import type { MaintenanceProgress, MaintenanceRunReport } from "./maintenance.ts";
 import { MAINTENANCE_RUN_PATH, MAINTENANCE_RUNS_PATH, type MaintenanceJobFlags, type MaintenanceRunInfo } from "./maintenance-routes.ts";
+import { formatBytes } from "../cli/format.ts";
 
 export type RunAction = (action: () => Promise<void>) => Promise<void>;
 export type Print = (text: string) => void;
@@ -40,16 +41,6 @@ function progressText(progress: MaintenanceProgress): string {
   return `${JOB_LABELS[progress.job]}: ${progress.itemsDone} ${items}, ${progress.fragmentsWritten} fragments written, ${formatBytes(progress.bytesTransferred)} moved`;
 }
 
-export function formatBytes(bytes: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
-}
 
 interface ProgressView {
   update(info: MaintenanceRunInfo): void;

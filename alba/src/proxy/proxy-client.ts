@@ -12,6 +12,7 @@ import {
 import type { AsdRecord, NamespaceRecord, ObjectManifest } from "../metadata/metadata-store.ts";
 import type { Preset } from "../preset/preset.ts";
 import { PROXY_API_PREFIX } from "./proxy-server.ts";
+import { isConnectFailure, isLoopbackHost } from "../net/loopback.ts";
 
 export const ALBA_PROXY_URL_DEFAULT = "http://127.0.0.1:8600";
 
@@ -345,13 +346,3 @@ export class ProxyClient implements AlbaApi {
 }
 
 class StaleSocketError extends Error {}
-
-function isLoopbackHost(host: string): boolean {
-  return host === "localhost" || host === "[::1]" || host === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
-}
-
-/** A request that never reached a server: nothing listens, or the socket file is missing. */
-function isConnectFailure(error: AlbaError): boolean {
-  const code = (error.cause as { code?: unknown } | undefined)?.code;
-  return code === "ECONNREFUSED" || code === "ENOENT";
-}
