@@ -30,10 +30,11 @@ TEST_PACKAGES=(
   "ceph-mon:ceph-mon"
   "ceph-osd:ceph-osd"
   "radosgw:radosgw"
-  # Later issues (iSCSI, coordination). Not installed yet, to keep CI fast; uncomment with the
-  # issue that first runs them.
-  # "qemu-block-extra:"
-  # "libiscsi-bin:iscsi-test-cu"
+  # iSCSI (issue 7): libiscsi's tools (iscsi-ls, iscsi-inq, iscsi-readcapacity16, iscsi-test-cu)
+  # and qemu's iscsi:// driver for tests/interop/iscsi-tools.test.ts.
+  "qemu-block-extra:"
+  "libiscsi-bin:iscsi-test-cu"
+  # Later: tgt (the iSCSI baseline, issue 7's conformance comparison) and etcd (several hosts).
   # "tgt:tgtd"
   # "etcd-server:etcd"
 )

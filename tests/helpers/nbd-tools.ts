@@ -23,6 +23,10 @@ const TOOL_PACKAGES = {
   fio: "fio",
   nbdkit: "nbdkit",
   openssl: "openssl",
+  "iscsi-ls": "libiscsi-bin",
+  "iscsi-inq": "libiscsi-bin",
+  "iscsi-readcapacity16": "libiscsi-bin",
+  "qemu-block-iscsi": "qemu-block-extra",
 } as const;
 
 export type NbdTool = keyof typeof TOOL_PACKAGES;
@@ -56,6 +60,10 @@ function checkTool(tool: NbdTool): string | undefined {
   if (tool === "python3-libnbd") {
     const probe = spawnSync(LIBNBD_PYTHON, ["-c", "import nbd"], { timeout: 10_000 });
     return probe.status === 0 ? undefined : `${LIBNBD_PYTHON} cannot import nbd (${install})`;
+  }
+  if (tool === "qemu-block-iscsi") {
+    const driver = spawnSync("qemu-img", ["--help"], { encoding: "utf8", timeout: 10_000 });
+    return /\biscsi\b/.test(driver.stdout ?? "") ? undefined : `qemu-img lists no iscsi block driver (${install})`;
   }
   if (!onPath(tool)) {
     return `${tool} is not on PATH (${install})`;

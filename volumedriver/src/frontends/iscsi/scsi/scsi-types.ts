@@ -52,6 +52,12 @@ export interface ScsiResult {
   sense?: Buffer;
   /** Data-In, at most expectedDataTransferLengthBytes long. */
   dataIn?: Buffer;
+  /**
+   * Bytes the CDB itself asked to transfer (in or out), when the SCSI layer decoded it. The transport
+   * reports residual overflow/underflow against the Expected Data Transfer Length from it (RFC 7143
+   * §11.4.5); without it, only a Data-In shorter than the EDTL is reported (as underflow).
+   */
+  transferLengthBytes?: number;
 }
 
 /** Task management functions the transport forwards (RFC 7143 §11.5, SAM-5 §7). */

@@ -1,0 +1,37 @@
+// Writes target PDUs to one connection's socket with the negotiated digests. Each PDU is written in
+// one synchronous run of socket.write() calls, so PDUs never interleave; the socket is corked from
+// the first PDU of a tick until process.nextTick, so everything produced in one tick leaves in one
+// writev (a Data-In burst with its status, several responses).
+import type { Duplex } from "node:stream";
+import { type DigestSettings, encodePdu, NO_DIGESTS, type TargetPdu } from "./iscsi-pdu.ts";
+import { OUTPUT_QUEUED_BYTES_MAX } from "./iscsi-settings.ts";
+
+export class PduWriter {
+  digests: DigestSettings = NO_DIGESTS;
+  private corked = false;
+  private readonly uncorkNow = (): void => {
+    this.corked = false;
+    this.socket.uncork();
+  };
+
+  constructor(private readonly socket: Duplex) {}
+
+  /** True when the initiator reads slower than we produce: stop reading from it until 'drain'. */
+  get congested(): boolean {
+    return this.socket.writableLength > OUTPUT_QUEUED_BYTES_MAX;
+  }
+
+  get usable(): boolean {
+    return !this.socket.destroyed && this.socket.writable;
+  }
+
+  send(pdu: TargetPdu): void {
+    if (!this.usable) return;
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(this.uncorkNow);
+    }
+    for (const part of encodePdu(pdu, this.digests)) this.socket.write(part);
+  }
+}
