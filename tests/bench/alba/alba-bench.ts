@@ -37,6 +37,7 @@ const FRAGMENT_SIZE_BYTES = MIB;
 const ASD_NODE_IDS = ["n1", "n1", "n2", "n2", "n3", "n3"];
 const DOCS_PATH = fileURLToPath(new URL("../../../docs/BENCHMARKS.md", import.meta.url));
 const DOCS_SECTION_TITLE = "## Alba (64 MiB objects, preset (4,2,5,2), 6 ASDs)";
+const DOCS_GENERATED_END = "<!-- end of the part written by tests/bench/alba/alba-bench.ts; the notes below are kept -->";
 
 interface Measurement {
   seconds: number;
@@ -261,13 +262,18 @@ async function updateDocs(table: string): Promise<void> {
     "",
     table,
     "",
+    DOCS_GENERATED_END,
   ].join("\n");
   const start = document.indexOf(DOCS_SECTION_TITLE);
   if (start < 0) {
-    document = `${document.trimEnd()}\n\n${section}`;
+    document = `${document.trimEnd()}\n\n${section}\n`;
   } else {
+    // The generated part ends at the marker; the hand-written notes after it (up to the next
+    // section) are kept.
     const next = document.indexOf("\n## ", start + DOCS_SECTION_TITLE.length);
-    document = document.slice(0, start) + section + (next < 0 ? "" : document.slice(next + 1));
+    const markerAt = document.indexOf(DOCS_GENERATED_END, start);
+    const end = markerAt >= 0 && (next < 0 || markerAt < next) ? markerAt + DOCS_GENERATED_END.length : next < 0 ? document.length : next;
+    document = document.slice(0, start) + section + document.slice(end);
   }
   await writeFile(DOCS_PATH, document);
   console.log(`updated ${DOCS_PATH}`);
