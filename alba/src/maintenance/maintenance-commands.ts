@@ -5,7 +5,7 @@
 // every job. The proxy URL comes from --proxy or OVS_ALBA_PROXY.
 import { Option, type Command } from "commander";
 import { ALBA_PROXY_URL_DEFAULT, ProxyClient } from "../proxy/proxy-client.ts";
-import type { MaintenanceProgress, MaintenanceRunReport } from "./maintenance.ts";
+import type { MaintenanceProgress, MaintenanceRunReport } from "./maintenance-report.ts";
 import { MAINTENANCE_RUN_PATH, MAINTENANCE_RUNS_PATH, type MaintenanceJobFlags, type MaintenanceRunInfo } from "./maintenance-routes.ts";
 import { formatBytes } from "../cli/format.ts";
 

@@ -11,7 +11,7 @@ import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import { pino } from "pino";
 import type { ProxyExtraRoute } from "../proxy/proxy-server.ts";
-import type { MaintenanceProgress, MaintenanceRunOptions, MaintenanceRunReport } from "./maintenance.ts";
+import type { MaintenanceProgress, MaintenanceRunOptions, MaintenanceRunReport } from "./maintenance-report.ts";
 
 /** Finished runs remembered for GET. */
 export const MAINTENANCE_RUNS_KEPT_MAX = 20;

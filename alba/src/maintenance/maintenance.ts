@@ -1,7 +1,8 @@
 // Alba maintenance: keeps every object at full redundancy and the ASDs tidy and evenly filled.
 // Jobs (each callable alone, each returning counts): dead-ASD detection, repair of lost fragments,
 // verification of every fragment's checksum, collection of orphan fragments, and rebalancing.
-// See alba/docs/maintenance.md.
+// See alba/docs/maintenance.md. Settings and the throttle: maintenance-settings.ts; what the jobs
+// report: maintenance-report.ts.
 //
 // Invariants, whatever job runs:
 // - A fragment is rebuilt only from k fragments that passed their CRC-32C; fewer than k good
@@ -14,11 +15,9 @@
 //   objects are worked on at once, so foreground I/O keeps most of the ASDs' throughput.
 // - Only one maintenance runs per backend at a time (the proxy enforces it): moves are not
 //   guarded against a second mover.
-import assert from "node:assert/strict";
 import type { Logger } from "pino";
 import { pino } from "pino";
-import { isAsdError, type AsdApi, type AsdKeyInfo } from "../asd/asd-api.ts";
-import type { AsdHealth } from "../client/asd-pool.ts";
+import { isAsdError, type AsdKeyInfo } from "../asd/asd-api.ts";
 import { forEachBounded } from "../client/bounded-parallel.ts";
 import { fragmentKey, objectFragmentPrefix, parseFragmentKey } from "../client/fragment-key.ts";
 import { crc32c } from "../codec/crc32c.ts";
@@ -26,243 +25,13 @@ import { reconstructFragments } from "../encoding/erasure-coder.ts";
 import { decodeFragment, encodeFragment, FragmentCorruptError, type FragmentCodecPreset } from "../encoding/fragment-codec.ts";
 import type { AlbaMetadataStore, AsdRecord, FragmentChange, FragmentManifest, ObjectManifest } from "../metadata/metadata-store.ts";
 import { placeMissingFragments, type PlacementCandidate } from "../preset/policy-selection.ts";
-
-// ---------------------------------------------------------------------------------------------
-// Settings, clock, throttle
-
-export interface MaintenanceSettings {
-  /** An ASD down (per the pool's health) for longer than this is dead: its fragments count as lost. */
-  deadAsdAfterMs: number;
-  /**
-   * Fragments of an upload that started less than this long ago are never collected. Must exceed
-   * the longest put (a slow upload whose fragments were collected would commit a broken object).
-   */
-  orphanGracePeriodMs: number;
-  /** Rebalance when the fill (used / capacity) of the fullest and emptiest live ASDs differs by more than this (0..1). */
-  rebalanceFillSpreadMax: number;
-  /** The most fragment bytes one rebalance run moves. */
-  rebalanceBytesPerRunMax: number;
-  /** Bytes per second maintenance reads plus writes, over all ASDs (the token bucket's rate). */
-  maintenanceBytesPerSecondMax: number;
-  /** Bytes the token bucket lets through at once after an idle spell. */
-  maintenanceBurstBytesMax: number;
-  /** Objects worked on at once (each reads and writes its chunks one at a time). */
-  concurrencyMax: number;
-  /** Manifests per metadata scan page. */
-  scanPageManifestsMax: number;
-  /** Keys per ASD list request. */
-  listPageKeysMax: number;
-  /** Keys per ASD delete batch. */
-  deleteBatchKeysMax: number;
-  /** ASDs tried, one after another, for one rebuilt fragment when writes fail (full, down). */
-  placementAttemptsMax: number;
-  /** Unrecoverable chunks and corrupt fragments listed by name in a report (the counts are complete). */
-  reportListedItemsMax: number;
-}
-
-export const MAINTENANCE_SETTINGS_DEFAULT: MaintenanceSettings = {
-  deadAsdAfterMs: 15 * 60_000,
-  orphanGracePeriodMs: 60 * 60_000,
-  rebalanceFillSpreadMax: 0.1,
-  rebalanceBytesPerRunMax: 64 * 2 ** 30,
-  maintenanceBytesPerSecondMax: 100 * 2 ** 20,
-  maintenanceBurstBytesMax: 16 * 2 ** 20,
-  concurrencyMax: 4,
-  scanPageManifestsMax: 200,
-  listPageKeysMax: 1000,
-  deleteBatchKeysMax: 256,
-  placementAttemptsMax: 3,
-  reportListedItemsMax: 100,
-};
-
-/** Checks settings that come from outside (a config file, an API call). */
-export function validateMaintenanceSettings(settings: MaintenanceSettings): MaintenanceSettings {
-  const nonNegative: Array<keyof MaintenanceSettings> = ["deadAsdAfterMs", "orphanGracePeriodMs", "rebalanceBytesPerRunMax"];
-  const positive: Array<keyof MaintenanceSettings> = [
-    "maintenanceBytesPerSecondMax", "maintenanceBurstBytesMax", "concurrencyMax", "scanPageManifestsMax",
-    "listPageKeysMax", "deleteBatchKeysMax", "placementAttemptsMax", "reportListedItemsMax",
-  ];
-  for (const name of nonNegative) {
-    if (!(Number.isFinite(settings[name]) && settings[name] >= 0)) throw new RangeError(`maintenance setting ${name} must be a number >= 0, got ${settings[name]}`);
-  }
-  for (const name of positive) {
-    if (!(settings[name] > 0)) throw new RangeError(`maintenance setting ${name} must be > 0, got ${settings[name]}`);
-  }
-  if (!(settings.rebalanceFillSpreadMax >= 0 && settings.rebalanceFillSpreadMax <= 1)) {
-    throw new RangeError(`maintenance setting rebalanceFillSpreadMax must be within 0..1, got ${settings.rebalanceFillSpreadMax}`);
-  }
-  return settings;
-}
-
-/** Time as maintenance sees it; tests pass a fake one to drive the throttle. */
-export interface MaintenanceClock {
-  /** Epoch milliseconds. */
-  nowMs(): number;
-  sleepMs(durationMs: number): Promise<void>;
-}
-
-export const SYSTEM_CLOCK: MaintenanceClock = {
-  nowMs: () => Date.now(),
-  sleepMs: (durationMs) => new Promise((resolve) => setTimeout(resolve, durationMs)),
-};
-
-/**
- * A token bucket over bytes: `take(n)` returns once n bytes fit the rate. A take larger than the
- * burst is allowed and puts the bucket in debt, which later takes wait out; concurrent takes queue
- * behind each other's debt. So over any interval T, the bytes granted are at most
- * burstBytesMax + rate × T (plus the last take's size).
- */
-export class TokenBucket {
-  private tokens: number;
-  private lastRefillMs: number;
-
-  constructor(private readonly bytesPerSecondMax: number, private readonly burstBytesMax: number, private readonly clock: MaintenanceClock) {
-    assert.ok(bytesPerSecondMax > 0 && burstBytesMax > 0, `token bucket rate ${bytesPerSecondMax} and burst ${burstBytesMax} must be positive`);
-    this.tokens = burstBytesMax;
-    this.lastRefillMs = clock.nowMs();
-  }
-
-  private refill(): void {
-    const nowMs = this.clock.nowMs();
-    const elapsedMs = Math.max(0, nowMs - this.lastRefillMs);
-    this.lastRefillMs = nowMs;
-    this.tokens = Math.min(this.burstBytesMax, this.tokens + (elapsedMs * this.bytesPerSecondMax) / 1000);
-  }
-
-  async take(bytes: number): Promise<void> {
-    assert.ok(Number.isFinite(bytes) && bytes >= 0, `take of ${bytes} bytes`);
-    if (bytes === 0 || this.bytesPerSecondMax === Number.POSITIVE_INFINITY) return;
-    this.refill();
-    this.tokens -= bytes;
-    if (this.tokens >= 0) return;
-    // Wait until the refill would have paid this take's share of the debt.
-    await this.clock.sleepMs(Math.ceil((-this.tokens * 1000) / this.bytesPerSecondMax));
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Collaborators and reports
-
-/** What maintenance needs from the ASD pool (alba/src/client/asd-pool.ts's AsdPool satisfies it). */
-export interface MaintenanceAsdPool {
-  /** Re-reads the claimed ASDs and probes each now. */
-  probeAll(): Promise<void>;
-  /** Every claimed ASD with its health and last statistics. */
-  statuses(): AsdHealth[];
-  connection(asdId: string): AsdApi | undefined;
-  reportError(asdId: string, error: unknown): void;
-}
-
-export type MaintenanceJob = "detectDeadAsds" | "repair" | "verify" | "collectOrphans" | "rebalance";
-
-export interface MaintenanceProgress {
-  job: MaintenanceJob;
-  /** Objects (repair, verify, rebalance) or keys (collectOrphans) looked at so far in this job. */
-  itemsDone: number;
-  /** Fragments written (rebuilt, rewritten or moved) so far in this job. */
-  fragmentsWritten: number;
-  /** Bytes read plus written so far in this job. */
-  bytesTransferred: number;
-}
-
-export type ProgressCallback = (progress: MaintenanceProgress) => void;
-
-export interface JobOptions {
-  onProgress?: ProgressCallback;
-}
-
-export interface ChunkReference {
-  namespace: string;
-  key: string;
-  objectId: string;
-  chunkIndex: number;
-}
-
-export interface FragmentReference extends ChunkReference {
-  fragmentIndex: number;
-  asdId: string | null;
-}
-
-export interface DeadAsdReport {
-  /** Down longer than deadAsdAfterMs, or decommissioned. */
-  dead: Array<{ asdId: string; nodeId: string; reason: "down" | "decommissioned"; downSince?: string }>;
-  /** Down, but not for long enough to be dead: their fragments are waited for, not rebuilt. */
-  down: Array<{ asdId: string; nodeId: string; downSince?: string }>;
-}
-
-export interface RepairReport {
-  objectsScanned: number;
-  chunksScanned: number;
-  /** Chunks that had at least one fragment missing, lost or corrupt. */
-  chunksDegraded: number;
-  /** Degraded chunks whose every bad fragment was rewritten. */
-  chunksRepaired: number;
-  fragmentsRebuilt: number;
-  /** Fragments that could not be rebuilt onto any ASD (no ASD left that respects x, all full or down). */
-  fragmentsUnplaced: number;
-  /** Chunks with fewer than k good fragments: count, and the first reportListedItemsMax of them. */
-  unrecoverableChunkCount: number;
-  unrecoverableChunks: ChunkReference[];
-  /** Objects overwritten or deleted while they were being repaired (what was written got deleted). */
-  objectsChangedMeanwhile: number;
-  /** ASD requests that failed (the ASD is then skipped for the rest of the job). */
-  asdErrors: number;
-  bytesRead: number;
-  bytesWritten: number;
-}
-
-export interface VerifyReport extends RepairReport {
-  fragmentsChecked: number;
-  /** Fragments that failed their checksum (or size or decompression): count and the first ones. */
-  corruptFragmentCount: number;
-  corruptFragments: FragmentReference[];
-  /** Fragments not stored where the manifest says (null, key absent, or on a dead ASD). */
-  missingFragmentCount: number;
-}
-
-export interface OrphanReport {
-  asdsScanned: number;
-  keysScanned: number;
-  /** Fragments of object ids with no manifest (failed or abandoned uploads, deleted objects). */
-  orphanFragmentsDeleted: number;
-  /** Fragments of a current object on an ASD its manifest does not place them on (left by a move). */
-  leftoverFragmentsDeleted: number;
-  bytesFreed: number;
-  /** Pending uploads older than the grace period, removed after their fragments were deleted. */
-  pendingUploadsRemoved: number;
-  asdErrors: number;
-}
-
-export interface RebalanceReport {
-  /** Fill of the fullest minus fill of the emptiest live ASD, before and after. */
-  fillSpreadBefore: number;
-  fillSpreadAfter: number;
-  fragmentsMoved: number;
-  bytesMoved: number;
-  /** The run stopped because rebalanceBytesPerRunMax was spent. */
-  budgetExhausted: boolean;
-  /** Fragments left in place because their copy failed its checksum (verify repairs them). */
-  corruptFragmentsSkipped: number;
-  asdErrors: number;
-}
-
-export interface MaintenanceRunOptions extends JobOptions {
-  repair?: boolean;
-  verify?: boolean;
-  collectOrphans?: boolean;
-  rebalance?: boolean;
-}
-
-export interface MaintenanceRunReport {
-  startedAt: string;
-  finishedAt: string;
-  durationMs: number;
-  deadAsds: DeadAsdReport;
-  repair?: RepairReport;
-  verify?: VerifyReport;
-  collectOrphans?: OrphanReport;
-  rebalance?: RebalanceReport;
-}
+import type {
+  DeadAsdReport, JobOptions, MaintenanceAsdPool, MaintenanceJob, MaintenanceProgress, MaintenanceRunOptions, MaintenanceRunReport,
+  OrphanReport, ProgressCallback, RebalanceReport, RepairReport, VerifyReport,
+} from "./maintenance-report.ts";
+import {
+  MAINTENANCE_SETTINGS_DEFAULT, SYSTEM_CLOCK, TokenBucket, validateMaintenanceSettings, type MaintenanceClock, type MaintenanceSettings,
+} from "./maintenance-settings.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Per-job view of the ASDs

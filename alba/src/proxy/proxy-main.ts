@@ -10,7 +10,8 @@ import { AsdClient } from "../asd/asd-client.ts";
 import { AlbaClient, metadataPathOf, type AlbaClientSettings } from "../client/alba-client.ts";
 import type { AsdRecord } from "../metadata/metadata-store.ts";
 import { BufferPool } from "../memory/buffer-pool.ts";
-import { AlbaMaintenance, type MaintenanceSettings } from "../maintenance/maintenance.ts";
+import { AlbaMaintenance } from "../maintenance/maintenance.ts";
+import type { MaintenanceSettings } from "../maintenance/maintenance-settings.ts";
 import { MaintenanceRuns, maintenanceProxyRoutes } from "../maintenance/maintenance-routes.ts";
 import { startProxyServer, type ProxyExtraRoute } from "./proxy-server.ts";
 

@@ -1,6 +1,6 @@
 // Goal: maintenance's token bucket bounds the bytes it lets through per second (burst + rate × time), also for concurrent and oversized takes, on an injected clock.
 import assert from "node:assert/strict";
-import { TokenBucket, type MaintenanceClock } from "../../../alba/src/maintenance/maintenance.ts";
+import { TokenBucket, type MaintenanceClock } from "../../../alba/src/maintenance/maintenance-settings.ts";
 
 /** A clock that only moves when something sleeps on it: time is the sum of the waits. */
 class FakeClock implements MaintenanceClock {
