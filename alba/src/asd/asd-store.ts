@@ -13,7 +13,7 @@
 //   and is removed at open.
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync, openSync, fsyncSync, closeSync } from "node:fs";
+import { mkdirSync, readdirSync, unlinkSync } from "node:fs";
 import { open, readFile, statfs, unlink } from "node:fs/promises";
 import path from "node:path";
 import Database from "better-sqlite3";
@@ -23,6 +23,8 @@ import {
   AsdError, type AsdAssert, type AsdBatch, type AsdKeyInfo, type AsdListOptions, type AsdListPage, type AsdStatistics, type ByteRange,
 } from "./asd-api.ts";
 import { asdKeyBytes, validateAsdBatch } from "./asd-batch-format.ts";
+import { openDatabase } from "./asd-database.ts";
+import { loadOrCreateIdentity, type AsdIdentity } from "./asd-identity.ts";
 
 export interface AsdStoreSettings {
   /** Values up to this size are stored inline in SQLite; larger ones as files. */
@@ -66,38 +68,12 @@ export interface AsdStoreOptions {
   crashAt?: AsdCrashPoint;
 }
 
-export const ASD_IDENTITY_FILE = "asd.json";
 export const ASD_DATABASE_FILE = "keys.sqlite";
 export const ASD_FILES_DIRECTORY = "files";
-const ASD_IDENTITY_FORMAT = "ovs-asd";
-const ASD_IDENTITY_VERSION = 1;
 const VALUE_FILE_SUFFIX = ".value";
 const VALUE_FILE_PATTERN = /^[0-9a-f]{32}-[0-9a-f]{16}\.value$/;
-const ASD_ID_PATTERN = /^[0-9a-f]{32}$/;
 /** How often a read retries when a concurrent group replaced the file it was about to open. */
 const READ_ATTEMPTS_MAX = 3;
-
-/** Numbered migrations: migration i takes user_version i to i + 1. Never edit a shipped one. */
-const MIGRATIONS: readonly string[] = [
-  `
-  CREATE TABLE keys (
-    key BLOB PRIMARY KEY,
-    size_bytes INTEGER NOT NULL CHECK (size_bytes >= 0),
-    crc32c INTEGER NOT NULL CHECK (crc32c BETWEEN 0 AND 4294967295),
-    inline_value BLOB,
-    file_name TEXT UNIQUE,
-    CHECK ((inline_value IS NULL) <> (file_name IS NULL))
-  ) STRICT;
-  `,
-];
-
-interface AsdIdentity {
-  format: string;
-  version: number;
-  asdId: string;
-  nodeId: string;
-  createdAt: string;
-}
 
 interface KeyRow {
   size_bytes: number;
@@ -718,70 +694,4 @@ function isErrorCode(error: unknown, code: string): boolean {
 async function diskFreeBytes(directory: string): Promise<number> {
   const stats = await statfs(directory);
   return stats.bavail * stats.bsize;
-}
-
-function openDatabase(file: string): Database.Database {
-  const database = new Database(file, { timeout: 1000 });
-  try {
-    database.pragma("journal_mode = WAL");
-    // FULL: every commit fsyncs the WAL, so an acknowledged batch survives a host crash.
-    database.pragma("synchronous = FULL");
-    const version = database.pragma("user_version", { simple: true }) as number;
-    if (version > MIGRATIONS.length) {
-      throw new Error(`${file} has schema version ${version}, newer than this ASD knows (${MIGRATIONS.length}); upgrade the software`);
-    }
-    for (let index = version; index < MIGRATIONS.length; index++) {
-      database.transaction(() => {
-        database.exec(MIGRATIONS[index]!);
-        database.pragma(`user_version = ${index + 1}`);
-      })();
-    }
-    return database;
-  } catch (error) {
-    database.close();
-    throw error;
-  }
-}
-
-/** Reads DIR/asd.json, or creates it (fsynced, via a temp name) on the first run. */
-function loadOrCreateIdentity(directory: string, nodeId: string): AsdIdentity {
-  if (typeof nodeId !== "string" || nodeId === "" || nodeId.length > 128) throw new Error("a node id is 1-128 characters");
-  const file = path.join(directory, ASD_IDENTITY_FILE);
-  let text: string | undefined;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (error) {
-    if (!isErrorCode(error, "ENOENT")) throw error;
-  }
-  if (text !== undefined) {
-    const identity = JSON.parse(text) as AsdIdentity;
-    if (identity.format !== ASD_IDENTITY_FORMAT || identity.version !== ASD_IDENTITY_VERSION || !ASD_ID_PATTERN.test(identity.asdId)) {
-      throw new Error(`${file} is not an ASD identity file of version ${ASD_IDENTITY_VERSION}`);
-    }
-    if (identity.nodeId !== nodeId) {
-      // The node id is the fault domain Alba spreads fragments over; silently changing it would break
-      // the spread of every object already stored here.
-      throw new Error(`${directory} belongs to ASD ${identity.asdId} of node ${identity.nodeId}, not node ${nodeId}`);
-    }
-    return identity;
-  }
-  const identity: AsdIdentity = {
-    format: ASD_IDENTITY_FORMAT, version: ASD_IDENTITY_VERSION, asdId: randomBytes(16).toString("hex"), nodeId,
-    createdAt: new Date().toISOString(),
-  };
-  const temporary = `${file}.tmp`;
-  writeFileSync(temporary, `${JSON.stringify(identity, null, 2)}\n`);
-  fsyncPath(temporary);
-  renameSync(temporary, file);
-  fsyncPath(directory);
-  return identity;
-}
-
-function fsyncPath(file: string): void {
-  const descriptor = openSync(file, "r");
-  try {
-    fsyncSync(descriptor);
-  } finally {
-    closeSync(descriptor);
-  }
 }
