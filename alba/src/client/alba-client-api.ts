@@ -16,6 +16,12 @@ export interface AlbaObjectInfo {
 export interface AlbaPutOptions {
   ifAbsent?: boolean;
   ifMatch?: string;
+  /**
+   * In process only (a proxy receiving the body): `data` is still being filled, in order; the put
+   * reads bytes [0, end) only after `dataAvailable(end)` resolves, so it codes and writes the first
+   * chunks while the rest arrives. A rejection (the body was cut) fails the put.
+   */
+  dataAvailable?: (endOffsetBytes: number) => Promise<void>;
 }
 
 export interface AlbaListOptions {

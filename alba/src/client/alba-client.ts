@@ -288,14 +288,16 @@ export class AlbaClient implements AlbaApi {
       throw new AlbaError("PreconditionFailed", `${namespace}/${key} is ${current?.objectId ?? "absent"}, not ${options.ifMatch} (ifMatch)`);
     }
     for (let attempt = 1; ; attempt++) {
-      const manifest = await this.writeAttempt(namespace, key, data, preset, attempt);
+      const manifest = await this.writeAttempt(namespace, key, data, preset, attempt, options.dataAvailable);
       if (manifest === undefined) continue;
       return this.commit(manifest, options);
     }
   }
 
   /** One placement and write of every chunk: the manifest to commit, or undefined to retry with a new placement. */
-  private async writeAttempt(namespace: string, key: string, data: Uint8Array, preset: Preset, attempt: number): Promise<ObjectManifest | undefined> {
+  private async writeAttempt(
+    namespace: string, key: string, data: Uint8Array, preset: Preset, attempt: number, dataAvailable: AlbaPutOptions["dataAvailable"],
+  ): Promise<ObjectManifest | undefined> {
     const neededFreeBytes = Math.max(1, Math.min(data.length, preset.fragmentSizeBytes));
     const candidates = this.pool.liveAsds()
       .filter((asd) => asd.freeBytes === undefined || asd.freeBytes >= neededFreeBytes)
@@ -313,7 +315,7 @@ export class AlbaClient implements AlbaApi {
     try {
       const chunks = await writeObjectChunks(
         { pool: this.pool, logger: this.logger, chunkWritesInFlightMax: this.settings.chunkWritesInFlightMax, codingBuffers: this.codingBuffers },
-        { objectId, preset, policy, placement }, data, written,
+        { objectId, preset, policy, placement, ...(dataAvailable === undefined ? {} : { dataAvailable }) }, data, written,
       );
       return {
         namespace, key, objectId, sizeBytes: data.length, createdAt: new Date().toISOString(), presetName: preset.name, policy,

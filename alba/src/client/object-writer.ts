@@ -28,6 +28,8 @@ export interface ObjectWritePlan {
   policy: Policy;
   /** ASD of fragment i of every chunk, or null (k + m entries). */
   placement: ReadonlyArray<string | null>;
+  /** When the data is still arriving: resolves once bytes [0, end) are in (AlbaPutOptions.dataAvailable). */
+  dataAvailable?: (endOffsetBytes: number) => Promise<void>;
 }
 
 /** A chunk of the attempt could not get c durable fragments; the caller may retry with a new placement. */
@@ -59,6 +61,7 @@ export async function writeObjectChunks(
   const chunks: ChunkManifest[] = new Array<ChunkManifest>(ranges.length);
   // Fragments of one chunk go to distinct ASDs, so one bad ASD costs each chunk at most one fragment.
   await forEachBounded(ranges, context.chunkWritesInFlightMax, async (range) => {
+    await plan.dataAvailable?.(range.offsetBytes + range.sizeBytes);
     const chunk = Buffer.from(data.buffer, data.byteOffset + range.offsetBytes, range.sizeBytes);
     const fragmentSizeBytes = fragmentSizeForChunk(range.sizeBytes, k);
     const plains = await encodeChunk(chunk, k, m, fragmentSizeBytes, context.codingBuffers);

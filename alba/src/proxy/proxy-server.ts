@@ -102,6 +102,16 @@ function sendEmpty(response: http.ServerResponse, status: number, headers: http.
   response.end();
 }
 
+/** The Content-Length of a request (checked against `limitBytes`: 413 beyond), or undefined without one. */
+function declaredLength(request: http.IncomingMessage, limitBytes: number): number | undefined {
+  const declared = request.headers["content-length"];
+  if (declared === undefined) return undefined;
+  const declaredBytes = Number(declared);
+  if (!Number.isSafeInteger(declaredBytes) || declaredBytes < 0) throw new HttpError(400, "Invalid", `bad Content-Length ${declared}`);
+  if (declaredBytes > limitBytes) throw new HttpError(413, "Invalid", `body of ${declaredBytes} bytes exceeds the limit of ${limitBytes}`);
+  return declaredBytes;
+}
+
 /** The request body as one Buffer, at most `limitBytes` (413 beyond). */
 function readBody(request: http.IncomingMessage, limitBytes: number, buffers?: BufferPool): Promise<Buffer> {
   const declared = request.headers["content-length"];
@@ -139,6 +149,70 @@ function readBody(request: http.IncomingMessage, limitBytes: number, buffers?: B
     });
     request.on("error", reject);
   });
+}
+
+/** A request body with a Content-Length, filling one buffer in order while readers wait for the parts they need. */
+interface StreamedBody {
+  data: Buffer;
+  /** Resolves once bytes [0, endOffsetBytes) have arrived; rejects if the body is cut first. */
+  available(endOffsetBytes: number): Promise<void>;
+  /** Resolves when the whole body has arrived; rejects if it is cut, or longer than declared. */
+  complete: Promise<void>;
+}
+
+/**
+ * Starts receiving a body of `declaredBytes` (its Content-Length, already checked against the limit)
+ * into a buffer from `buffers`, so a put can code the first chunks while the rest arrives.
+ */
+function streamBody(request: http.IncomingMessage, declaredBytes: number, buffers: BufferPool | undefined): StreamedBody {
+  const data = buffers?.take(declaredBytes) ?? Buffer.allocUnsafe(declaredBytes);
+  let receivedBytes = 0;
+  let failure: HttpError | undefined;
+  const waiters: Array<{ endOffsetBytes: number; resolve: () => void; reject: (error: unknown) => void }> = [];
+  const settleWaiters = (): void => {
+    for (let index = waiters.length - 1; index >= 0; index--) {
+      const waiter = waiters[index]!;
+      if (failure !== undefined) waiter.reject(failure);
+      else if (receivedBytes >= waiter.endOffsetBytes) waiter.resolve();
+      else continue;
+      waiters.splice(index, 1);
+    }
+  };
+  const complete = new Promise<void>((resolve, reject) => {
+    const fail = (error: HttpError): void => {
+      if (failure !== undefined) return;
+      failure = error;
+      settleWaiters();
+      reject(error);
+    };
+    request.on("data", (part: Buffer) => {
+      if (failure !== undefined) return;
+      if (receivedBytes + part.length > declaredBytes) {
+        request.resume();
+        fail(new HttpError(413, "Invalid", `body exceeds its Content-Length of ${declaredBytes} bytes`));
+        return;
+      }
+      part.copy(data, receivedBytes);
+      receivedBytes += part.length;
+      settleWaiters();
+    });
+    request.on("end", () => {
+      if (receivedBytes !== declaredBytes) fail(new HttpError(400, "Invalid", `body has ${receivedBytes} bytes, Content-Length says ${declaredBytes}`));
+      else resolve();
+    });
+    request.on("error", () => fail(new HttpError(400, "Invalid", "the request body was cut")));
+    request.on("aborted", () => fail(new HttpError(400, "Invalid", "the request body was cut")));
+  });
+  complete.catch(() => undefined); // observed by whoever awaits it; a cut body also rejects the waiters
+  return {
+    data,
+    complete,
+    available: (endOffsetBytes) => {
+      if (failure !== undefined) return Promise.reject(failure);
+      if (receivedBytes >= endOffsetBytes) return Promise.resolve();
+      return new Promise<void>((resolve, reject) => waiters.push({ endOffsetBytes, resolve, reject }));
+    },
+  };
 }
 
 async function readJson(request: http.IncomingMessage, limitBytes: number): Promise<unknown> {
@@ -342,16 +416,34 @@ export function proxyRequestHandler(options: ProxyServerOptions): http.RequestLi
       case "PUT": {
         const ifNoneMatch = request.headers["if-none-match"];
         if (ifNoneMatch !== undefined && ifNoneMatch.trim() !== "*") throw new HttpError(400, "Invalid", "If-None-Match supports only *");
-        const data = await readBody(request, settings.objectSizeBytesMax, buffers);
+        const putOptions = {
+          ...(ifNoneMatch === undefined ? {} : { ifAbsent: true }),
+          ...(ifMatch === undefined ? {} : { ifMatch: unquoteEtag(ifMatch) }),
+        };
+        const declared = declaredLength(request, settings.objectSizeBytesMax);
         let info;
-        try {
-          info = await api.put(namespace, key, data, {
-            ...(ifNoneMatch === undefined ? {} : { ifAbsent: true }),
-            ...(ifMatch === undefined ? {} : { ifMatch: unquoteEtag(ifMatch) }),
-          });
-        } finally {
-          // The put has settled: the client encoded copies of the body and keeps no reference to it.
-          buffers?.release(data);
+        if (declared === undefined) {
+          const data = await readBody(request, settings.objectSizeBytesMax, buffers);
+          try {
+            info = await api.put(namespace, key, data, putOptions);
+          } finally {
+            // The put has settled: the client encoded copies of the body and keeps no reference to it.
+            buffers?.release(data);
+          }
+        } else {
+          // Streamed: the put codes and writes the first chunks while the rest of the body arrives,
+          // instead of storing the whole object first and forwarding it after.
+          const body = streamBody(request, declared, buffers);
+          try {
+            info = await api.put(namespace, key, body.data, { ...putOptions, dataAvailable: body.available });
+            await body.complete;
+          } catch (error) {
+            // A put refused early (a precondition) leaves the body unread: it is drained and dropped.
+            await body.complete.catch(() => undefined);
+            throw error;
+          } finally {
+            buffers?.release(body.data);
+          }
         }
         response.setHeader("etag", etagHeader(info.etag));
         return sendJson(response, 200, info);

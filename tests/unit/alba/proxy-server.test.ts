@@ -3,6 +3,7 @@
 // codes and statuses (412, 507 NoSatisfiablePolicy, 404 routes), presets listed without keys,
 // multi-range reads, and extension routes. Server in-process on loopback over in-memory ASDs.
 import assert from "node:assert/strict";
+import http from "node:http";
 import path from "node:path";
 import type { AsdApi } from "../../../alba/src/asd/asd-api.ts";
 import { AlbaClient } from "../../../alba/src/client/alba-client.ts";
@@ -95,6 +96,62 @@ describe("Alba proxy server (HTTP mapping)", function () {
     assert.equal(secret.encryptionKeyHex, undefined);
     assert.equal(secret.encrypted, true);
     assert.deepEqual(await proxy.extension("POST", "/v1/maintenance/run", { kind: "repair" }), { accepted: { kind: "repair" } });
+  });
+});
+
+describe("Alba proxy server (streamed puts)", function () {
+  const temp = new TempDirs("alba-proxy-stream");
+
+  after(async function () {
+    await temp.removeAll();
+  });
+
+  it("streamed_put_reads_back_and_a_cut_body_leaves_no_object", async function () {
+    // Goal: a put whose body arrives slowly in pieces is coded as it arrives and reads back whole; a body cut short leaves no visible object, and the proxy keeps serving.
+    const directory = await temp.make();
+    const metadata = SqliteMetadataStore.open(path.join(directory, "metadata.sqlite"));
+    const asds = Array.from({ length: 3 }, (_, index) => new MemoryAsd(`asd-${index}`, `node-${index}`));
+    const pool = new AsdPool({ metadata, connect: (record: AsdRecord): AsdApi => asds[record.port - 7000]!, background: false });
+    const albaClient = new AlbaClient({ metadata, pool });
+    for (const [index] of asds.entries()) await albaClient.claimAsd("memory", 7000 + index);
+    await albaClient.addPreset(validatePreset({ name: "p", policies: [{ k: 2, m: 1, c: 3, x: 1 }], fragmentSizeBytes: 4096, compression: "none", encryption: "none" }));
+    await albaClient.createNamespace("ns", { presetName: "p" });
+    const server = await startProxyServer({ api: albaClient, host: "127.0.0.1", port: 0 });
+    const proxy = new ProxyClient(server.url, { useLocalSocket: false });
+    const data = Buffer.from(Array.from({ length: 100_000 }, (_, index) => (index * 7) % 251));
+    const send = (bytes: Buffer, declaredBytes: number, cut: boolean): Promise<number> => new Promise((resolve, reject) => {
+      const request = http.request(`${server.url}/v1/namespaces/ns/objects/k${cut ? "-cut" : ""}`, { method: "PUT", headers: { "content-length": declaredBytes } }, (response) => {
+        response.resume();
+        resolve(response.statusCode ?? 0);
+      });
+      request.on("error", (error) => (cut ? resolve(-1) : reject(error)));
+      // Pieces with pauses, so the proxy codes early chunks before the last bytes arrive.
+      let offset = 0;
+      const next = (): void => {
+        if (offset >= bytes.length) {
+          if (cut) request.destroy();
+          else request.end();
+          return;
+        }
+        request.write(bytes.subarray(offset, offset + 20_000));
+        offset += 20_000;
+        setTimeout(next, 10);
+      };
+      next();
+    });
+    try {
+      assert.equal(await send(data, data.length, false), 200);
+      assert.deepEqual(await proxy.get("ns", "k"), data);
+      await send(data.subarray(0, 60_000), data.length, true);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(await proxy.head("ns", "k-cut"), undefined, "a cut body commits nothing");
+      assert.deepEqual((await proxy.list("ns")).objects.map((object) => object.key), ["k"]);
+      assert.deepEqual(await proxy.get("ns", "k"), data, "the proxy keeps serving");
+    } finally {
+      await proxy.close();
+      await server.close();
+      await albaClient.close();
+    }
   });
 });
 
