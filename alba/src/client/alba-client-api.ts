@@ -24,6 +24,13 @@ export interface AlbaPutOptions {
   dataAvailable?: (endOffsetBytes: number) => Promise<void>;
 }
 
+export interface AlbaReadOptions {
+  /** Read only this version (its etag): PreconditionFailed if the key now holds another one. */
+  ifMatch?: string;
+  /** A part of a whole-object read: its fragments are not kept in the fragment cache. */
+  sequential?: boolean;
+}
+
 export interface AlbaListOptions {
   prefix?: string;
   startAfter?: string;
@@ -82,7 +89,7 @@ export interface AlbaObjectApi {
   put(namespace: string, key: string, data: Uint8Array, options?: AlbaPutOptions): Promise<AlbaObjectInfo>;
   get(namespace: string, key: string): Promise<Buffer>;
   /** One Buffer per range, in order (clamped at the end like HTTP Range; a range starting past the end is Invalid). */
-  getRanges(namespace: string, key: string, ranges: readonly ByteRange[]): Promise<Buffer[]>;
+  getRanges(namespace: string, key: string, ranges: readonly ByteRange[], options?: AlbaReadOptions): Promise<Buffer[]>;
   head(namespace: string, key: string): Promise<AlbaObjectInfo | undefined>;
   /** Missing key: not an error. */
   delete(namespace: string, key: string, options?: { ifMatch?: string }): Promise<void>;

@@ -27,7 +27,7 @@ import type { Preset } from "../preset/preset.ts";
 import { PRESET_NAME_PATTERN } from "../preset/preset.ts";
 import {
   AlbaError, isAlbaError,
-  type AlbaApi, type AlbaListOptions, type AlbaListPage, type AlbaObjectInfo, type AlbaPutOptions, type AsdStatus, type DiskSafety,
+  type AlbaApi, type AlbaListOptions, type AlbaListPage, type AlbaObjectInfo, type AlbaPutOptions, type AlbaReadOptions, type AsdStatus, type DiskSafety,
 } from "./alba-client-api.ts";
 import { AsdPool, type AsdConnectionFactory, type AsdPoolSettings } from "./asd-pool.ts";
 import { FragmentDeleter, FRAGMENT_DELETER_SETTINGS_DEFAULT } from "./fragment-deleter.ts";
@@ -379,17 +379,22 @@ export class AlbaClient implements AlbaApi {
     return data!;
   }
 
-  async getRanges(namespace: string, key: string, ranges: readonly ByteRange[]): Promise<Buffer[]> {
+  async getRanges(namespace: string, key: string, ranges: readonly ByteRange[], options: AlbaReadOptions = {}): Promise<Buffer[]> {
     if (!Array.isArray(ranges)) throw new AlbaError("Invalid", "ranges must be a list of {offsetBytes, lengthBytes}");
-    return this.read(namespace, key, ranges, { cacheFragments: true });
+    return this.read(namespace, key, ranges, { cacheFragments: options.sequential !== true, ...(options.ifMatch === undefined ? {} : { ifMatch: options.ifMatch }) });
   }
 
-  private async read(namespace: string, key: string, ranges: readonly ByteRange[] | undefined, options: { cacheFragments: boolean }): Promise<Buffer[]> {
+  private async read(
+    namespace: string, key: string, ranges: readonly ByteRange[] | undefined, options: { cacheFragments: boolean; ifMatch?: string },
+  ): Promise<Buffer[]> {
     this.checkOpen();
     validateKey(key);
     let manifest = this.cachedManifest(namespace, key);
     for (let attempt = 1; ; attempt++) {
       if (manifest === undefined) throw new AlbaError("NotFound", `object ${namespace}/${key} does not exist`);
+      if (options.ifMatch !== undefined && manifest.objectId !== options.ifMatch) {
+        throw new AlbaError("PreconditionFailed", `${namespace}/${key} is ${manifest.objectId}, not ${options.ifMatch} (ifMatch)`);
+      }
       const resolved = ranges === undefined ? [{ offsetBytes: 0, lengthBytes: manifest.sizeBytes }] : validateRanges(ranges, manifest.sizeBytes);
       try {
         return await readObjectRanges(this.reader, manifest, this.preset(manifest.presetName), resolved, options);

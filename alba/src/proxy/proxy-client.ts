@@ -7,6 +7,7 @@ import http from "node:http";
 import type { ByteRange } from "../asd/asd-api.ts";
 import {
   AlbaError, isAlbaError, type AlbaApi, type AlbaErrorKind, type AlbaListOptions, type AlbaListPage, type AlbaObjectInfo, type AlbaPutOptions,
+  type AlbaReadOptions,
   type AsdStatus, type DiskSafety,
 } from "../client/alba-client-api.ts";
 import type { AsdRecord, NamespaceRecord, ObjectManifest } from "../metadata/metadata-store.ts";
@@ -262,9 +263,12 @@ export class ProxyClient implements AlbaApi {
     return (await this.expectStatus({ method: "GET", path: this.objectPath(namespace, key) }, `get ${namespace}/${key}`, [200])).body;
   }
 
-  async getRanges(namespace: string, key: string, ranges: readonly ByteRange[]): Promise<Buffer[]> {
+  async getRanges(namespace: string, key: string, ranges: readonly ByteRange[], options: AlbaReadOptions = {}): Promise<Buffer[]> {
     const what = `get ranges of ${namespace}/${key}`;
-    const response = await this.expectStatus({ method: "POST", path: this.objectPath(namespace, key, "ranges"), ...this.jsonBody({ ranges }) }, what, [200]);
+    const body = this.jsonBody({ ranges });
+    if (options.ifMatch !== undefined) body.headers["if-match"] = quoted(options.ifMatch);
+    if (options.sequential === true) body.headers["x-alba-sequential"] = "1";
+    const response = await this.expectStatus({ method: "POST", path: this.objectPath(namespace, key, "ranges"), ...body }, what, [200]);
     const lengths = String(response.headers["x-alba-part-lengths"] ?? "").split(",").filter((text) => text !== "").map(Number);
     if (lengths.length !== ranges.length || lengths.reduce((sum, length) => sum + length, 0) !== response.body.length) {
       throw new AlbaError("Unavailable", `${what}: the proxy's answer does not match its part lengths`);

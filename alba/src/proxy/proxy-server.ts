@@ -12,12 +12,14 @@ import type { Logger } from "pino";
 import { pino } from "pino";
 import type { ByteRange } from "../asd/asd-api.ts";
 import type { BufferPool } from "../memory/buffer-pool.ts";
-import { AlbaError, isAlbaError, type AlbaApi, type AlbaErrorKind } from "../client/alba-client-api.ts";
+import { AlbaError, isAlbaError, type AlbaApi, type AlbaErrorKind, type AlbaObjectInfo } from "../client/alba-client-api.ts";
 import type { Preset } from "../preset/preset.ts";
 
 export const PROXY_API_PREFIX = "/v1";
 /** Unix socket paths are limited to 108 bytes (sun_path). */
 export const LOCAL_SOCKET_PATH_BYTES_MAX = 100;
+/** A whole-object GET whose object is replaced this many times between its head and first read gives up. */
+const STREAM_START_ATTEMPTS_MAX = 3;
 
 export interface ProxyServerSettings {
   /** The largest object body a PUT accepts (413 beyond). */
@@ -30,6 +32,8 @@ export interface ProxyServerSettings {
   keepAliveTimeoutMs: number;
   /** A request whose headers and body take longer than this is dropped. */
   requestTimeoutMs: number;
+  /** A whole-object GET is read and sent in parts of this size, one read ahead of the one being sent. */
+  streamPartSizeBytes: number;
 }
 
 export const PROXY_SERVER_SETTINGS_DEFAULT: ProxyServerSettings = {
@@ -38,6 +42,7 @@ export const PROXY_SERVER_SETTINGS_DEFAULT: ProxyServerSettings = {
   rangesPerRequestMax: 4096,
   keepAliveTimeoutMs: 65_000,
   requestTimeoutMs: 300_000,
+  streamPartSizeBytes: 16 * 1024 * 1024,
 };
 
 /** An extra route (e.g. maintenance's POST /v1/maintenance/run): JSON in, JSON out. */
@@ -390,7 +395,11 @@ export function proxyRequestHandler(options: ProxyServerOptions): http.RequestLi
       case "ranges": {
         if (method !== "POST") return noRoute();
         const ranges = parseRanges(await readJson(request, settings.jsonBodySizeBytesMax), settings.rangesPerRequestMax);
-        const parts = await api.getRanges(name, key, ranges);
+        const ifMatch = request.headers["if-match"];
+        const parts = await api.getRanges(name, key, ranges, {
+          ...(ifMatch === undefined ? {} : { ifMatch: unquoteEtag(ifMatch) }),
+          ...(request.headers["x-alba-sequential"] === "1" ? { sequential: true } : {}),
+        });
         const total = parts.reduce((sum, part) => sum + part.length, 0);
         response.writeHead(200, {
           "content-type": "application/octet-stream", "content-length": total, "x-alba-part-lengths": parts.map((part) => part.length).join(","),
@@ -407,6 +416,59 @@ export function proxyRequestHandler(options: ProxyServerOptions): http.RequestLi
       }
       default:
         return noRoute();
+    }
+  }
+
+  /**
+   * A whole object, sent part by part as it is decoded (one part read ahead), all parts of the
+   * version the first head saw (ifMatch), so a concurrent overwrite cannot mix two versions: it cuts
+   * the response instead, which the client sees as a short body and retries.
+   */
+  async function streamObject(response: http.ServerResponse, namespace: string, key: string): Promise<void> {
+    const partSizeBytes = settings.streamPartSizeBytes;
+    let info: AlbaObjectInfo | undefined;
+    const readPart = async (offsetBytes: number): Promise<Buffer> => {
+      const lengthBytes = Math.min(partSizeBytes, info!.sizeBytes - offsetBytes);
+      const [part] = await api.getRanges(namespace, key, [{ offsetBytes, lengthBytes }], { ifMatch: info!.etag, sequential: true });
+      return part!;
+    };
+    // The first part is read before the headers go out, so a failure still gets a proper status;
+    // an overwrite between the head and that read just means reading the new version.
+    let part: Buffer | undefined;
+    for (let attempt = 1; ; attempt++) {
+      info = await api.head(namespace, key);
+      if (info === undefined) throw new AlbaError("NotFound", `object ${namespace}/${key} does not exist`);
+      try {
+        part = info.sizeBytes === 0 ? undefined : await readPart(0);
+        break;
+      } catch (error) {
+        if (!isAlbaError(error, "PreconditionFailed") || attempt >= STREAM_START_ATTEMPTS_MAX) throw error;
+      }
+    }
+    let next: Promise<Buffer> | undefined;
+    response.writeHead(200, { "content-type": "application/octet-stream", "content-length": info.sizeBytes, etag: etagHeader(info.etag) });
+    try {
+      for (let offsetBytes = 0; part !== undefined; ) {
+        const afterBytes = offsetBytes + part.length;
+        next = afterBytes < info.sizeBytes ? readPart(afterBytes) : undefined;
+        next?.catch(() => undefined); // awaited below; a failure while this part is written is not lost
+        const sent = part;
+        const drained = response.write(sent, () => buffers?.release(sent));
+        if (!drained) {
+          await new Promise<void>((resolve) => {
+            response.once("drain", resolve);
+            response.once("close", resolve);
+          });
+        }
+        if (response.destroyed) return; // the client went away; the part read ahead goes to the GC
+        offsetBytes = afterBytes;
+        part = next === undefined ? undefined : await next;
+      }
+      response.end();
+    } catch (error) {
+      // Headers are out: the only way to say "failed" is to cut the body short.
+      logger.warn({ err: error, namespace, key }, "object read failed while streaming; the response is cut");
+      response.destroy();
     }
   }
 
@@ -450,16 +512,7 @@ export function proxyRequestHandler(options: ProxyServerOptions): http.RequestLi
       }
       case "GET": {
         const rangeHeader = request.headers.range;
-        if (rangeHeader === undefined) {
-          const data = await api.get(namespace, key);
-          const info = await api.head(namespace, key);
-          response.writeHead(200, {
-            "content-type": "application/octet-stream", "content-length": data.length, ...(info === undefined ? {} : { etag: etagHeader(info.etag) }),
-          });
-          releaseWhenSent(response, [data]);
-          response.end(data);
-          return;
-        }
+        if (rangeHeader === undefined) return streamObject(response, namespace, key);
         const range = parseRangeHeader(rangeHeader);
         const info = await api.head(namespace, key);
         if (info === undefined) throw new AlbaError("NotFound", `object ${namespace}/${key} does not exist`);

@@ -106,8 +106,8 @@ describe("Alba proxy server (streamed puts)", function () {
     await temp.removeAll();
   });
 
-  it("streamed_put_reads_back_and_a_cut_body_leaves_no_object", async function () {
-    // Goal: a put whose body arrives slowly in pieces is coded as it arrives and reads back whole; a body cut short leaves no visible object, and the proxy keeps serving.
+  it("streamed_put_and_get_read_back_and_a_cut_body_leaves_no_object", async function () {
+    // Goal: a put whose body arrives slowly in pieces is coded as it arrives and reads back whole through a GET sent in parts; reads pinned to a version refuse another; a body cut short leaves no visible object, and the proxy keeps serving.
     const directory = await temp.make();
     const metadata = SqliteMetadataStore.open(path.join(directory, "metadata.sqlite"));
     const asds = Array.from({ length: 3 }, (_, index) => new MemoryAsd(`asd-${index}`, `node-${index}`));
@@ -116,7 +116,8 @@ describe("Alba proxy server (streamed puts)", function () {
     for (const [index] of asds.entries()) await albaClient.claimAsd("memory", 7000 + index);
     await albaClient.addPreset(validatePreset({ name: "p", policies: [{ k: 2, m: 1, c: 3, x: 1 }], fragmentSizeBytes: 4096, compression: "none", encryption: "none" }));
     await albaClient.createNamespace("ns", { presetName: "p" });
-    const server = await startProxyServer({ api: albaClient, host: "127.0.0.1", port: 0 });
+    // Small stream parts, so a whole-object GET goes out in many parts, each read ahead of the last.
+    const server = await startProxyServer({ api: albaClient, host: "127.0.0.1", port: 0, settings: { streamPartSizeBytes: 7_000 } });
     const proxy = new ProxyClient(server.url, { useLocalSocket: false });
     const data = Buffer.from(Array.from({ length: 100_000 }, (_, index) => (index * 7) % 251));
     const send = (bytes: Buffer, declaredBytes: number, cut: boolean): Promise<number> => new Promise((resolve, reject) => {
@@ -141,7 +142,11 @@ describe("Alba proxy server (streamed puts)", function () {
     });
     try {
       assert.equal(await send(data, data.length, false), 200);
-      assert.deepEqual(await proxy.get("ns", "k"), data);
+      assert.deepEqual(await proxy.get("ns", "k"), data, "a streamed put reads back, through a streamed get");
+      const etag = (await proxy.head("ns", "k"))!.etag;
+      assert.deepEqual((await proxy.getRanges("ns", "k", [{ offsetBytes: 5, lengthBytes: 10 }], { ifMatch: etag }))[0], data.subarray(5, 15));
+      await assert.rejects(proxy.getRanges("ns", "k", [{ offsetBytes: 0, lengthBytes: 1 }], { ifMatch: "0".repeat(32) }),
+        (error: unknown) => isAlbaError(error, "PreconditionFailed"), "a read pinned to another version is refused");
       await send(data.subarray(0, 60_000), data.length, true);
       await new Promise((resolve) => setTimeout(resolve, 200));
       assert.equal(await proxy.head("ns", "k-cut"), undefined, "a cut body commits nothing");
