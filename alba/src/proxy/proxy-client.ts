@@ -193,6 +193,11 @@ export class ProxyClient implements AlbaApi {
         response.on("end", () => {
           clearTimeout(timer);
           if (settled) return;
+          // A streamed GET that fails after its headers is cut short: never take a short body as the object.
+          if (options.method !== "HEAD" && response.headers["content-length"] !== undefined && receivedBytes !== declared) {
+            fail(new AlbaError("Unavailable", `${what}: the proxy sent ${receivedBytes} of ${declared} bytes`));
+            return;
+          }
           settled = true;
           resolve({ status: response.statusCode ?? 0, headers: response.headers, body: parts.length === 1 ? parts[0]! : Buffer.concat(parts, receivedBytes) });
         });

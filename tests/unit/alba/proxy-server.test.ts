@@ -7,7 +7,7 @@ import http from "node:http";
 import path from "node:path";
 import type { AsdApi } from "../../../alba/src/asd/asd-api.ts";
 import { AlbaClient } from "../../../alba/src/client/alba-client.ts";
-import { isAlbaError } from "../../../alba/src/client/alba-client-api.ts";
+import { AlbaError, isAlbaError } from "../../../alba/src/client/alba-client-api.ts";
 import { AsdPool } from "../../../alba/src/client/asd-pool.ts";
 import type { AsdRecord } from "../../../alba/src/metadata/metadata-store.ts";
 import { SqliteMetadataStore } from "../../../alba/src/metadata/sqlite-metadata-store.ts";
@@ -152,6 +152,43 @@ describe("Alba proxy server (streamed puts)", function () {
       assert.equal(await proxy.head("ns", "k-cut"), undefined, "a cut body commits nothing");
       assert.deepEqual((await proxy.list("ns")).objects.map((object) => object.key), ["k"]);
       assert.deepEqual(await proxy.get("ns", "k"), data, "the proxy keeps serving");
+    } finally {
+      await proxy.close();
+      await server.close();
+      await albaClient.close();
+    }
+  });
+});
+
+describe("Alba proxy server (a streamed GET that fails midway)", function () {
+  const temp = new TempDirs("alba-proxy-cut");
+
+  after(async function () {
+    await temp.removeAll();
+  });
+
+  it("streamed_get_failing_after_its_headers_is_an_error_never_a_short_object", async function () {
+    // Goal: when a later part of a streamed GET cannot be read, the proxy cuts the response and the client reports Unavailable instead of returning a short or mixed object.
+    const directory = await temp.make();
+    const metadata = SqliteMetadataStore.open(path.join(directory, "metadata.sqlite"));
+    const asds = Array.from({ length: 3 }, (_, index) => new MemoryAsd(`asd-${index}`, `node-${index}`));
+    const pool = new AsdPool({ metadata, connect: (record: AsdRecord): AsdApi => asds[record.port - 7000]!, background: false });
+    const albaClient = new AlbaClient({ metadata, pool });
+    for (const [index] of asds.entries()) await albaClient.claimAsd("memory", 7000 + index);
+    await albaClient.addPreset(validatePreset({ name: "p", policies: [{ k: 2, m: 1, c: 3, x: 1 }], fragmentSizeBytes: 4096, compression: "none", encryption: "none" }));
+    await albaClient.createNamespace("ns", { presetName: "p" });
+    const data = Buffer.alloc(50_000, 7);
+    await albaClient.put("ns", "k", data);
+    // The second and later parts fail, as when too many ASDs die mid-read.
+    const failing = Object.create(albaClient) as AlbaClient;
+    failing.getRanges = async (namespace, key, ranges, options) => {
+      if (ranges[0]!.offsetBytes > 0) throw new AlbaError("Unavailable", "injected: too few fragments");
+      return albaClient.getRanges(namespace, key, ranges, options);
+    };
+    const server = await startProxyServer({ api: failing, host: "127.0.0.1", port: 0, settings: { streamPartSizeBytes: 10_000 } });
+    const proxy = new ProxyClient(server.url, { useLocalSocket: false });
+    try {
+      await assert.rejects(proxy.get("ns", "k"), (error: unknown) => isAlbaError(error, "Unavailable"));
     } finally {
       await proxy.close();
       await server.close();
