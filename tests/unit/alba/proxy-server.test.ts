@@ -17,6 +17,18 @@ import { startProxyServer, type RunningProxyServer } from "../../../alba/src/pro
 import { MemoryAsd } from "../../helpers/memory-asd.ts";
 import { TempDirs } from "../../helpers/temp-dir.ts";
 
+/** An AlbaClient on 3 in-memory ASDs (one per node id) with namespace "ns" on preset (2,1,3,1), 4 KiB fragments. */
+async function smallBackend(directory: string): Promise<AlbaClient> {
+  const metadata = SqliteMetadataStore.open(path.join(directory, "metadata.sqlite"));
+  const asds = Array.from({ length: 3 }, (_, index) => new MemoryAsd(`asd-${index}`, `node-${index}`));
+  const pool = new AsdPool({ metadata, connect: (record: AsdRecord): AsdApi => asds[record.port - 7000]!, background: false });
+  const albaClient = new AlbaClient({ metadata, pool });
+  for (const [index] of asds.entries()) await albaClient.claimAsd("memory", 7000 + index);
+  await albaClient.addPreset(validatePreset({ name: "p", policies: [{ k: 2, m: 1, c: 3, x: 1 }], fragmentSizeBytes: 4096, compression: "none", encryption: "none" }));
+  await albaClient.createNamespace("ns", { presetName: "p" });
+  return albaClient;
+}
+
 describe("Alba proxy server (HTTP mapping)", function () {
   const temp = new TempDirs("alba-proxy");
   let asds: MemoryAsd[];
@@ -109,13 +121,7 @@ describe("Alba proxy server (streamed puts)", function () {
   it("streamed_put_and_get_read_back_and_a_cut_body_leaves_no_object", async function () {
     // Goal: a put whose body arrives slowly in pieces is coded as it arrives and reads back whole through a GET sent in parts; reads pinned to a version refuse another; a body cut short leaves no visible object, and the proxy keeps serving.
     const directory = await temp.make();
-    const metadata = SqliteMetadataStore.open(path.join(directory, "metadata.sqlite"));
-    const asds = Array.from({ length: 3 }, (_, index) => new MemoryAsd(`asd-${index}`, `node-${index}`));
-    const pool = new AsdPool({ metadata, connect: (record: AsdRecord): AsdApi => asds[record.port - 7000]!, background: false });
-    const albaClient = new AlbaClient({ metadata, pool });
-    for (const [index] of asds.entries()) await albaClient.claimAsd("memory", 7000 + index);
-    await albaClient.addPreset(validatePreset({ name: "p", policies: [{ k: 2, m: 1, c: 3, x: 1 }], fragmentSizeBytes: 4096, compression: "none", encryption: "none" }));
-    await albaClient.createNamespace("ns", { presetName: "p" });
+    const albaClient = await smallBackend(directory);
     // Small stream parts, so a whole-object GET goes out in many parts, each read ahead of the last.
     const server = await startProxyServer({ api: albaClient, host: "127.0.0.1", port: 0, settings: { streamPartSizeBytes: 7_000 } });
     const proxy = new ProxyClient(server.url, { useLocalSocket: false });
@@ -170,13 +176,7 @@ describe("Alba proxy server (a streamed GET that fails midway)", function () {
   it("streamed_get_failing_after_its_headers_is_an_error_never_a_short_object", async function () {
     // Goal: when a later part of a streamed GET cannot be read, the proxy cuts the response and the client reports Unavailable instead of returning a short or mixed object.
     const directory = await temp.make();
-    const metadata = SqliteMetadataStore.open(path.join(directory, "metadata.sqlite"));
-    const asds = Array.from({ length: 3 }, (_, index) => new MemoryAsd(`asd-${index}`, `node-${index}`));
-    const pool = new AsdPool({ metadata, connect: (record: AsdRecord): AsdApi => asds[record.port - 7000]!, background: false });
-    const albaClient = new AlbaClient({ metadata, pool });
-    for (const [index] of asds.entries()) await albaClient.claimAsd("memory", 7000 + index);
-    await albaClient.addPreset(validatePreset({ name: "p", policies: [{ k: 2, m: 1, c: 3, x: 1 }], fragmentSizeBytes: 4096, compression: "none", encryption: "none" }));
-    await albaClient.createNamespace("ns", { presetName: "p" });
+    const albaClient = await smallBackend(directory);
     const data = Buffer.alloc(50_000, 7);
     await albaClient.put("ns", "k", data);
     // The second and later parts fail, as when too many ASDs die mid-read.
@@ -207,13 +207,7 @@ describe("Alba proxy server (local Unix socket)", function () {
   it("proxy_client_moves_to_the_local_socket_and_back_to_tcp", async function () {
     // Goal: a client of a loopback proxy finds its Unix socket through /v1/health and uses it (same data as over TCP); when the proxy goes away the client falls back to TCP and reports Unavailable.
     const directory = await temp.make();
-    const metadata = SqliteMetadataStore.open(path.join(directory, "metadata.sqlite"));
-    const asds = Array.from({ length: 3 }, (_, index) => new MemoryAsd(`asd-${index}`, `node-${index}`));
-    const pool = new AsdPool({ metadata, connect: (record: AsdRecord): AsdApi => asds[record.port - 7000]!, background: false });
-    const albaClient = new AlbaClient({ metadata, pool });
-    for (const [index] of asds.entries()) await albaClient.claimAsd("memory", 7000 + index);
-    await albaClient.addPreset(validatePreset({ name: "p", policies: [{ k: 2, m: 1, c: 3, x: 1 }], fragmentSizeBytes: 4096, compression: "none", encryption: "none" }));
-    await albaClient.createNamespace("ns", { presetName: "p" });
+    const albaClient = await smallBackend(directory);
     const server = await startProxyServer({ api: albaClient, host: "127.0.0.1", port: 0, localSocketPath: path.join(directory, "proxy.sock") });
     const local = new ProxyClient(server.url);
     const tcpOnly = new ProxyClient(server.url, { useLocalSocket: false });
