@@ -162,6 +162,8 @@ export interface NbdStorageDriverOptions {
   /** Node options for the process, e.g. ["--cpu-prof", "--cpu-prof-dir=DIR"]. */
   nodeOptions?: string[];
   logLevel?: string;
+  /** Serve iSCSI too (the vPool's target on a free loopback port); extra fields go into the config's "iscsi". */
+  iscsi?: boolean | Record<string, unknown>;
 }
 
 /**
@@ -174,22 +176,27 @@ export class NbdStorageDriver {
   readonly vpool: string;
   readonly nbdPort: number;
   readonly apiPort: number;
+  /** The iSCSI port when options.iscsi asked for it. */
+  readonly iscsiPort: number | undefined;
   readonly configFile: string;
   private readonly options: NbdStorageDriverOptions;
   private current: ChildHarness | undefined;
   private readonly all: ChildHarness[] = [];
 
-  private constructor(directory: string, nbdPort: number, apiPort: number, options: NbdStorageDriverOptions) {
+  private constructor(directory: string, nbdPort: number, apiPort: number, iscsiPort: number | undefined, options: NbdStorageDriverOptions) {
     this.directory = directory;
     this.vpool = options.vpool ?? "nbdtest";
     this.nbdPort = nbdPort;
     this.apiPort = apiPort;
+    this.iscsiPort = iscsiPort;
     this.configFile = path.join(directory, "storagedriver.json");
     this.options = options;
   }
 
   static async start(directory: string, options: NbdStorageDriverOptions = {}): Promise<NbdStorageDriver> {
-    const storagedriver = new NbdStorageDriver(directory, await freePort(), await freePort(), options);
+    const iscsiPort = options.iscsi === undefined || options.iscsi === false ? undefined : await freePort();
+    const storagedriver = new NbdStorageDriver(directory, await freePort(), await freePort(), iscsiPort, options);
+    const iscsiExtra = typeof options.iscsi === "object" ? options.iscsi : {};
     await mkdir(directory, { recursive: true });
     await writeFile(storagedriver.configFile, JSON.stringify({
       vpool: storagedriver.vpool,
@@ -197,6 +204,7 @@ export class NbdStorageDriver {
       backend: { type: "local", path: "backend" },
       managementApi: { host: "127.0.0.1", port: storagedriver.apiPort },
       nbd: { host: "127.0.0.1", port: storagedriver.nbdPort, ...(options.tls === undefined ? {} : { tls: options.tls }) },
+      ...(iscsiPort === undefined ? {} : { iscsi: { host: "127.0.0.1", port: iscsiPort, ...iscsiExtra } }),
       settings: options.settings ?? { scoSizeBytes: 4 * 1024 * 1024 },
       logFile: "storagedriver.log",
       logLevel: options.logLevel ?? "info",
@@ -227,7 +235,13 @@ export class NbdStorageDriver {
     return nbdUri(this.nbdPort, exportName, this.options.tls?.mode === "require" ? "nbds" : "nbd");
   }
 
-  /** Starts a (new) process on the same config; resolves once it prints its NBD line. */
+  /** iscsi://127.0.0.1:PORT/iqn.2026-11.org.openvstorage:VPOOL[/LUN] (libiscsi's URL). */
+  iscsiUrl(lun?: number): string {
+    if (this.iscsiPort === undefined) throw new Error("this StorageDriver was started without iSCSI");
+    return `iscsi://127.0.0.1:${this.iscsiPort}/iqn.2026-11.org.openvstorage:${this.vpool}${lun === undefined ? "" : `/${lun}`}`;
+  }
+
+  /** Starts a (new) process on the same config; resolves once it prints its NBD line (and its iSCSI line, when it serves iSCSI). */
   async restart(timeoutMs = 60_000): Promise<ChildHarness> {
     if (this.current?.running) throw new Error(`the StorageDriver (pid ${this.current.pid}) still runs`);
     const harness = this.options.nodeOptions === undefined
@@ -237,6 +251,9 @@ export class NbdStorageDriver {
     this.current = harness;
     this.all.push(harness);
     await harness.waitForOutput(new RegExp(`storagedriver ${this.vpool} NBD on nbds?://127\\.0\\.0\\.1:${this.nbdPort} `), timeoutMs);
+    if (this.iscsiPort !== undefined) {
+      await harness.waitForOutput(new RegExp(`storagedriver ${this.vpool} iSCSI on iscsi://127\\.0\\.0\\.1:${this.iscsiPort}/`), timeoutMs);
+    }
     return harness;
   }
 

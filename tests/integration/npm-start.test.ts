@@ -24,7 +24,7 @@ describe("npm start: the main job", function () {
     const storagedriverPort = await freePort();
     const nbdPort = await freePort();
     harness = ChildHarness.command("npm", ["start", "--", "--data", dataDirectory,
-      "--api-port", String(apiPort), "--storagedriver-port", String(storagedriverPort), "--nbd-port", String(nbdPort)]);
+      "--api-port", String(apiPort), "--storagedriver-port", String(storagedriverPort), "--nbd-port", String(nbdPort), "--iscsi-port", String(await freePort())]);
     await harness.waitForOutput(/ovs ready/, 90_000);
     assert.match(harness.stdout, new RegExp(`^NBD on nbd://127\\.0\\.0\\.1:${nbdPort}/<vdisk>$`, "m"));
     const response = await fetch(`http://127.0.0.1:${apiPort}/api/vdisks/demo`, { signal: AbortSignal.timeout(10_000) });

@@ -71,7 +71,7 @@ describe("ovs up --backend: a cluster on Swift and on S3", function () {
       }
       const up = async (dataDirectory: string): Promise<ChildHarness> => {
         const harness = ChildHarness.ovs(["up", "--data", dataDirectory, "--api-port", String(apiPort), "--storagedriver-port", String(storagedriverPort),
-          "--nbd-port", String(nbdPort), "--backend", backendCase.url()], backendCase.environment());
+          "--nbd-port", String(nbdPort), "--iscsi-port", String(await freePort()), "--backend", backendCase.url()], backendCase.environment());
         harnesses.push(harness);
         dataDirectories.push(dataDirectory);
         await harness.waitForOutput(/ovs ready/, START_TIMEOUT_MS);

@@ -25,11 +25,12 @@ describe("ovs up: single-host cluster", function () {
   let apiPort: number;
   let storagedriverPort: number;
   let nbdPort: number;
+  let iscsiPort: number;
   let apiUrl: string;
 
   async function up(dataDirectory: string): Promise<ChildHarness> {
     const harness = ChildHarness.ovs(["up", "--data", dataDirectory, "--api-port", String(apiPort), "--storagedriver-port", String(storagedriverPort),
-      "--nbd-port", String(nbdPort)]);
+      "--nbd-port", String(nbdPort), "--iscsi-port", String(iscsiPort)]);
     harnesses.push(harness);
     if (!dataDirectories.includes(dataDirectory)) dataDirectories.push(dataDirectory);
     await harness.waitForOutput(new RegExp(`ovs data directory ${escape(dataDirectory)}`), START_TIMEOUT_MS);
@@ -69,6 +70,7 @@ describe("ovs up: single-host cluster", function () {
     apiPort = await freePort();
     storagedriverPort = await freePort();
     nbdPort = await freePort();
+    iscsiPort = await freePort();
     apiUrl = `http://127.0.0.1:${apiPort}`;
   });
 
@@ -89,7 +91,7 @@ describe("ovs up: single-host cluster", function () {
     const cluster = await up(firstData);
     assert.match(cluster.stdout, /created vDisk demo \(10 GiB\)/);
     assert.match(cluster.stdout, new RegExp(`^NBD on nbd://127\\.0\\.0\\.1:${nbdPort}/<vdisk>$`, "m"));
-    assert.match(cluster.stdout, /iSCSI frontend not served yet/);
+    assert.match(cluster.stdout, new RegExp(`^iSCSI on iscsi://127\\.0\\.0\\.1:${iscsiPort}/iqn\\.2026-11\\.org\\.openvstorage:vpool1/<lun> `, "m"));
 
     const health = await api("GET", "/health");
     assert.equal(health.status, 200, JSON.stringify(health.body));
@@ -135,9 +137,24 @@ describe("ovs up: single-host cluster", function () {
     assert.deepEqual(config.nbd, { host: "127.0.0.1", port: nbdPort });
   });
 
+  it("serves every vDisk over iSCSI on the --iscsi-port; the API and the CLI show each one's LUN", async function () {
+    requireTool(this, "iscsi-ls");
+    const listed = await runToolOk("iscsi-ls", ["-s", `iscsi://127.0.0.1:${iscsiPort}`]);
+    assert.match(listed.stdout, /^Target:iqn\.2026-11\.org\.openvstorage:vpool1 Portal:127\.0\.0\.1:\d+,1$/m);
+    // demo was created first, then scratch (1, deleted) and keep.
+    assert.deepEqual([...listed.stdout.matchAll(/^Lun:(\d+)/gm)].map((match) => Number(match[1])), [0, 2]);
+    const keep = await api("GET", "/vdisks/keep");
+    assert.deepEqual(keep.body.iscsi, { target: "iqn.2026-11.org.openvstorage:vpool1", lun: 2, url: `iscsi://127.0.0.1:${iscsiPort}/iqn.2026-11.org.openvstorage:vpool1/2` });
+    const shown = await runOvs(["vdisk", "show", "demo", "--api", apiUrl]);
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.match(shown.stdout, /iscsi\s+LUN 0 of iqn\.2026-11\.org\.openvstorage:vpool1 \(iscsi:\/\/127\.0\.0\.1:\d+\/iqn\.2026-11\.org\.openvstorage:vpool1\/0\)/);
+    const config = JSON.parse(await readFile(path.join(firstData, "storagedrivers", "vpool1.json"), "utf8")) as { iscsi: unknown };
+    assert.deepEqual(config.iscsi, { host: "127.0.0.1", port: iscsiPort });
+  });
+
   it("refuses a second `ovs up` on the same data directory", async function () {
     const second = await runOvs(["up", "--data", firstData, "--api-port", String(await freePort()), "--storagedriver-port", String(await freePort()),
-      "--nbd-port", String(await freePort())]);
+      "--nbd-port", String(await freePort()), "--iscsi-port", String(await freePort())]);
     assert.equal(second.code, 1);
     assert.match(second.stderr, /another `ovs up` \(pid \d+\) is already running/);
   });

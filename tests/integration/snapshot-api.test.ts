@@ -99,7 +99,7 @@ describe("snapshots, clones, rollback, templates and scrubs over the APIs and th
     apiUrl = `http://127.0.0.1:${apiPort}`;
     storagedriverUrl = `http://127.0.0.1:${storagedriverPort}`;
     cluster = ChildHarness.ovs(["up", "--data", dataDirectory, "--api-port", String(apiPort), "--storagedriver-port", String(storagedriverPort),
-      "--nbd-port", String(nbdPort)]);
+      "--nbd-port", String(nbdPort), "--iscsi-port", String(await freePort())]);
     await cluster.waitForOutput(/ovs ready/, START_TIMEOUT_MS);
   });
 

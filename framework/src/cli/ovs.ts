@@ -47,6 +47,7 @@ interface UpCommandOptions {
   nbdTls?: "require" | "allow" | "off";
   nbdTlsCert?: string;
   nbdTlsKey?: string;
+  iscsiHost?: string;
   iscsiPort?: number;
   backend?: string;
 }
@@ -58,7 +59,7 @@ const program = new Command("ovs")
   .showHelpAfterError();
 
 program.command("up")
-  .description("run a single-host cluster on loopback: a StorageDriver serving the vDisks over NBD, the framework API and a demo vDisk")
+  .description("run a single-host cluster on loopback: a StorageDriver serving the vDisks over NBD and iSCSI, the framework API and a demo vDisk")
   .option("--data <dir>", "data directory (created on first start)", "./data")
   .option("--api-host <host>", "framework API address (default 127.0.0.1, or the value in DIR/config.json)")
   .option("--api-port <port>", "framework API port (default 8500)", parsePort)
@@ -68,7 +69,8 @@ program.command("up")
   .addOption(new Option("--nbd-tls <mode>", "NBD STARTTLS: require (plain refused), allow, or off (default: require once a certificate is given)").choices(["require", "allow", "off"]))
   .option("--nbd-tls-cert <file>", "NBD TLS certificate (PEM)")
   .option("--nbd-tls-key <file>", "NBD TLS private key (PEM)")
-  .option("--iscsi-port <port>", "iSCSI port, recorded for the iSCSI frontend of a later release (default 3260)", parsePort)
+  .option("--iscsi-host <host>", "iSCSI address (default 127.0.0.1; anything else exposes every vDisk: set CHAP in DIR/config.json)")
+  .option("--iscsi-port <port>", "iSCSI port (default 3260)", parsePort)
   .option("--backend <url>", "object store of the vPool: s3://HOST:PORT/BUCKET[?tls=1] (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION), "
     + "swift://HOST:PORT/auth/v1.0 (ST_USER, ST_KEY; Keystone v3 when OS_AUTH_URL is set), alba://HOST:PORT[?preset=NAME] (an Alba proxy), "
     + "or local (default: DIR/backend)")

@@ -20,6 +20,8 @@ export interface VdiskInfo {
   snapshotCount?: number;
   scrubPending?: boolean;
   stats?: Record<string, number>;
+  /** Where the vDisk is served over iSCSI (details only). */
+  iscsi?: { target: string; lun: number; url: string };
 }
 
 export type Print = (text: string) => void;
@@ -101,6 +103,7 @@ export function registerVdiskCommands(program: Command, run: Run, print: Print):
       if (info.error !== undefined) lines.push(["error", info.error]);
       if (info.uuid !== undefined) lines.push(["uuid", info.uuid]);
       if (info.namespace !== undefined) lines.push(["namespace", info.namespace]);
+      if (info.iscsi !== undefined) lines.push(["iscsi", `LUN ${info.iscsi.lun} of ${info.iscsi.target} (${info.iscsi.url})`]);
       for (const [key, value] of Object.entries(info.stats ?? {})) {
         lines.push([`stats.${key}`, String(value)]);
       }

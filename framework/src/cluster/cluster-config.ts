@@ -29,6 +29,15 @@ export interface NbdFrontendEntry extends ListenAddress {
   tls?: NbdTlsEntry;
 }
 
+/**
+ * The iSCSI frontend: the vPool's target on host:port. chap and allowedInitiators, when present in
+ * config.json, are passed to the StorageDriver as they are and checked there (see its config).
+ */
+export interface IscsiFrontendEntry extends ListenAddress {
+  chap?: unknown;
+  allowedInitiators?: unknown;
+}
+
 export interface VPoolEntry {
   name: string;
   /** Relative to the data directory. */
@@ -47,8 +56,8 @@ export interface ClusterConfig {
   /** Set once the first start has finished its one-time steps (the demo vDisk). */
   firstStartCompleted: boolean;
   api: ListenAddress;
-  /** NBD is served by the StorageDriver; iSCSI is recorded for the frontend of a later release. */
-  frontends: { nbd: NbdFrontendEntry; iscsi: ListenAddress };
+  /** Both are served by the StorageDriver. */
+  frontends: { nbd: NbdFrontendEntry; iscsi: IscsiFrontendEntry };
   vpools: VPoolEntry[];
 }
 
@@ -71,6 +80,7 @@ export interface ClusterConfigOverrides {
   /** Absolute paths (the CLI resolves them against its working directory). */
   nbdTlsCert?: string;
   nbdTlsKey?: string;
+  iscsiHost?: string;
   iscsiPort?: number;
   /** `ovs up --backend`: s3://HOST:PORT/BUCKET[?tls=1], swift://HOST:PORT/auth/v1.0 or alba://HOST:PORT; "local" goes back to DIR/backend. */
   backend?: string;
@@ -104,6 +114,7 @@ export function applyOverrides(config: ClusterConfig, overrides: ClusterConfigOv
   if (overrides.storagedriverPort !== undefined) updated.vpools[0].storagedriver.port = overrides.storagedriverPort;
   if (overrides.nbdHost !== undefined) updated.frontends.nbd.host = overrides.nbdHost;
   if (overrides.nbdPort !== undefined) updated.frontends.nbd.port = overrides.nbdPort;
+  if (overrides.iscsiHost !== undefined) updated.frontends.iscsi.host = overrides.iscsiHost;
   if (overrides.iscsiPort !== undefined) updated.frontends.iscsi.port = overrides.iscsiPort;
   applyNbdTlsOverrides(updated.frontends.nbd, overrides);
   return updated;

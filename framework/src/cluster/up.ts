@@ -156,7 +156,14 @@ async function runCluster(dataDirectory: string, options: UpOptions, output: Out
   if (!isLoopback(nbd.host) && nbd.tls?.mode !== "require") {
     output.err(`warning: NBD listens on ${nbd.host} without required TLS: anyone who reaches it can read and write every vDisk; pass --nbd-tls require with a certificate, or --nbd-host 127.0.0.1`);
   }
-  output.out(`iSCSI frontend not served yet (port ${config.frontends.iscsi.port} recorded in config.json for a later release)`);
+  const iscsi = config.frontends.iscsi;
+  const iscsiUrl = started.message.iscsiUrl;
+  output.out(iscsiUrl === undefined
+    ? "iSCSI not served (the storagedriver reported no iSCSI address)"
+    : `iSCSI on ${iscsiUrl}/<lun> (one LUN per vDisk; \`ovs vdisk show NAME\` tells its LUN)${iscsi.chap === undefined ? "" : " (CHAP required)"}`);
+  if (!isLoopback(iscsi.host) && iscsi.chap === undefined && iscsi.allowedInitiators === undefined) {
+    output.err(`warning: iSCSI listens on ${iscsi.host} without CHAP or an initiator ACL: anyone who reaches it can read and write every vDisk; set frontends.iscsi.chap in ${path.join(dataDirectory, "config.json")}, or pass --iscsi-host 127.0.0.1`);
+  }
 
   if (!config.firstStartCompleted) {
     try {
@@ -234,6 +241,7 @@ async function writeStorageDriverConfig(paths: Paths, config: ClusterConfig): Pr
     backend: vpool.backend.type === "local" ? { type: "local", path: paths.backend } : vpool.backend,
     managementApi: vpool.storagedriver,
     nbd: config.frontends.nbd,
+    iscsi: config.frontends.iscsi,
     settings: vpool.settings,
     pidFile: paths.storagedriverPidFile,
     logLevel: "info",

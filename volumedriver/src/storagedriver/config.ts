@@ -1,9 +1,11 @@
 // The StorageDriver config file: which vPool this process hosts, where its local data and its backend
-// are, and where the management API and the NBD frontend listen. JSON, checked field by field on load so that a mistake
+// are, and where the management API and the NBD and iSCSI frontends listen. JSON, checked field by field on load so that a mistake
 // is reported with the file and the field. Relative paths are taken from the file's directory.
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { VPoolSettings } from "../engine/vpool-types.ts";
+import { ISCSI_DEFAULT_HOST, ISCSI_DEFAULT_PORT, resolveIscsiSettings, validateChapSettings } from "../frontends/iscsi/iscsi-settings.ts";
+import type { IscsiChapCredentials, IscsiChapSettings, IscsiServerSettings } from "../frontends/iscsi/iscsi-types.ts";
 import { NBD_DEFAULT_HOST, NBD_DEFAULT_PORT } from "../frontends/nbd/nbd-settings.ts";
 import type { NbdServerSettings, NbdTlsSettings } from "../frontends/nbd/nbd-types.ts";
 import { checkOnlyKeys, parseBackendSpec, type BackendSpec } from "./backend-spec.ts";
@@ -29,6 +31,18 @@ export interface ManagementApiAddress {
  */
 export type NbdFrontendConfig = Omit<NbdServerSettings, "logger">;
 
+/**
+ * The iSCSI frontend of the StorageDriver: the vPool's target iqn.2026-11.org.openvstorage:VPOOL with
+ * one LUN per running vDisk. The server's own settings (see iscsi-types.ts), less its logger, plus
+ * the target's CHAP and initiator ACL. Absent CHAP: no authentication; absent ACL: every initiator.
+ */
+export interface IscsiFrontendConfig extends Omit<IscsiServerSettings, "logger"> {
+  /** CHAP of the vPool's target (one-way, or mutual with target credentials). */
+  chap?: IscsiChapSettings;
+  /** Initiator names (iqn., eui., naa.) allowed to discover and log in to the target. */
+  allowedInitiators?: string[];
+}
+
 export interface StorageDriverConfig {
   /** vPool name: [a-z0-9][a-z0-9-]{0,30}. */
   vpool: string;
@@ -40,6 +54,8 @@ export interface StorageDriverConfig {
   managementApi: ManagementApiAddress;
   /** Absent: the vDisks are not served over NBD (management API only). */
   nbd?: NbdFrontendConfig;
+  /** Absent: the vDisks are not served over iSCSI. */
+  iscsi?: IscsiFrontendConfig;
   /** vPool settings that differ from the engine's defaults. */
   settings: Partial<VPoolSettings>;
   /** Log file (pino JSON lines); without it the log goes to stderr. */
@@ -54,7 +70,7 @@ const VPOOL_SETTING_NAMES: ReadonlyArray<keyof VPoolSettings> = [
   "readCacheSizeBytes", "metadataCacheSizeBytes", "uploadConcurrency", "prefetchClusters",
 ];
 
-const CONFIG_KEYS = ["vpool", "directory", "backend", "compression", "encryption", "managementApi", "nbd", "settings", "logFile", "logLevel", "pidFile"];
+const CONFIG_KEYS = ["vpool", "directory", "backend", "compression", "encryption", "managementApi", "nbd", "iscsi", "settings", "logFile", "logLevel", "pidFile"];
 
 export async function loadStorageDriverConfig(file: string): Promise<StorageDriverConfig> {
   let text: string;
@@ -99,6 +115,9 @@ export function parseStorageDriverConfig(value: unknown, baseDirectory: string, 
   }
   if (raw.nbd !== undefined) {
     config.nbd = parseNbdFrontend(raw.nbd, baseDirectory, `${where}: "nbd"`);
+  }
+  if (raw.iscsi !== undefined) {
+    config.iscsi = parseIscsiFrontend(raw.iscsi, `${where}: "iscsi"`);
   }
   if (raw.logFile !== undefined) {
     config.logFile = parsePath(raw.logFile, baseDirectory, `${where}: "logFile"`);
@@ -189,6 +208,96 @@ function parseNbdTls(value: unknown, baseDirectory: string, where: string): NbdT
     certificateFile: parsePath(raw.certificateFile, baseDirectory, `${where}.certificateFile`),
     keyFile: parsePath(raw.keyFile, baseDirectory, `${where}.keyFile`),
   };
+}
+
+const ISCSI_LIMIT_NAMES = [
+  "connectionsMax", "sessionsMax", "commandWindowSize", "outstandingTasksMax", "maxRecvDataSegmentLengthBytes", "maxBurstLengthBytes",
+  "firstBurstLengthBytes", "maxOutstandingR2T", "transferLengthBytesMax", "loginTimeoutMs", "nopInIntervalMs", "nopInTimeoutMs",
+  "targetPortalGroupTag",
+] as const;
+const ISCSI_FLAG_NAMES = ["immediateData", "initialR2T"] as const;
+/** RFC 7143 §4.2.7: iqn.YYYY-MM.reversed.domain[:anything], eui.<16 hex>, naa.<16 or 32 hex>; at most 223 bytes. */
+const ISCSI_NAME_PATTERN = /^(iqn\.\d{4}-\d{2}\.[a-z0-9][a-z0-9.-]*(:[^\s]*)?|eui\.[0-9a-f]{16}|naa\.[0-9a-f]{16}([0-9a-f]{16})?)$/i;
+const ISCSI_NAME_BYTES_MAX = 223;
+
+function parseIscsiFrontend(value: unknown, where: string): IscsiFrontendConfig {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new Error(`${where} must be an object like {"host": "127.0.0.1", "port": 3260}`);
+  }
+  const raw = value as Record<string, unknown>;
+  checkOnlyKeys(raw, ["host", "port", "chap", "allowedInitiators", "discoveryChap", ...ISCSI_LIMIT_NAMES, ...ISCSI_FLAG_NAMES], where);
+  const iscsi: IscsiFrontendConfig = parseListenAddress(raw, ISCSI_DEFAULT_HOST, ISCSI_DEFAULT_PORT, where);
+  for (const name of ISCSI_LIMIT_NAMES) {
+    const limit = raw[name];
+    if (limit === undefined) continue;
+    // nopInIntervalMs 0 turns the keepalive off; the other ranges are checked below by the server's resolver.
+    if (typeof limit !== "number" || !Number.isSafeInteger(limit) || limit < 0) {
+      throw new Error(`${where}.${name} must be a whole number >= 0 (the unit is in its name)`);
+    }
+    iscsi[name] = limit;
+  }
+  for (const name of ISCSI_FLAG_NAMES) {
+    const flag = raw[name];
+    if (flag === undefined) continue;
+    if (typeof flag !== "boolean") throw new Error(`${where}.${name} must be true or false`);
+    iscsi[name] = flag;
+  }
+  const chap = parseChap(raw.chap, `${where}.chap`);
+  if (chap !== undefined) iscsi.chap = chap;
+  const discoveryChap = parseChap(raw.discoveryChap, `${where}.discoveryChap`);
+  if (discoveryChap !== undefined) iscsi.discoveryChap = discoveryChap;
+  if (raw.allowedInitiators !== undefined) {
+    iscsi.allowedInitiators = parseInitiatorNames(raw.allowedInitiators, `${where}.allowedInitiators`);
+  }
+  // The server checks every bound again when it starts; checking here names the file and the field.
+  try {
+    resolveIscsiSettings(iscsi);
+  } catch (error) {
+    throw new Error(`${where}: ${(error as Error).message}`, { cause: error });
+  }
+  return iscsi;
+}
+
+function parseChap(value: unknown, where: string): IscsiChapSettings | undefined {
+  if (value === undefined) return undefined;
+  const example = `{"initiator": {"username": "iqn.1994-05.com.redhat:host1", "secret": "12 to 255 bytes"}, "target": {...}, "mutualRequired": false}`;
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw new Error(`${where} must be an object like ${example}`);
+  const raw = value as Record<string, unknown>;
+  checkOnlyKeys(raw, ["initiator", "target", "mutualRequired"], where);
+  const chap: IscsiChapSettings = { initiator: parseChapCredentials(raw.initiator, `${where}.initiator`) };
+  if (raw.target !== undefined) chap.target = parseChapCredentials(raw.target, `${where}.target`);
+  if (raw.mutualRequired !== undefined) {
+    if (typeof raw.mutualRequired !== "boolean") throw new Error(`${where}.mutualRequired must be true or false`);
+    chap.mutualRequired = raw.mutualRequired;
+  }
+  try {
+    validateChapSettings(where, chap);
+  } catch (error) {
+    throw new Error((error as Error).message, { cause: error });
+  }
+  return chap;
+}
+
+function parseChapCredentials(value: unknown, where: string): IscsiChapCredentials {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new Error(`${where} must be an object like {"username": "NAME", "secret": "12 to 255 bytes"}`);
+  }
+  const raw = value as Record<string, unknown>;
+  checkOnlyKeys(raw, ["username", "secret"], where);
+  if (typeof raw.username !== "string" || typeof raw.secret !== "string") {
+    throw new Error(`${where} needs a "username" and a "secret" (strings)`);
+  }
+  return { username: raw.username, secret: raw.secret };
+}
+
+function parseInitiatorNames(value: unknown, where: string): string[] {
+  if (!Array.isArray(value)) throw new Error(`${where} must be a list of initiator names, e.g. ["iqn.1994-05.com.redhat:host1"]`);
+  return value.map((name: unknown, index) => {
+    if (typeof name !== "string" || !ISCSI_NAME_PATTERN.test(name) || Buffer.byteLength(name) > ISCSI_NAME_BYTES_MAX) {
+      throw new Error(`${where}[${index}] must be an iSCSI name (iqn.YYYY-MM.domain:..., eui.16 hex digits or naa.16 or 32 hex digits), not ${JSON.stringify(name)}`);
+    }
+    return name;
+  });
 }
 
 export function isPort(value: unknown): value is number {

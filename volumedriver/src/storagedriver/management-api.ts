@@ -25,6 +25,21 @@ export interface ManagementApiOptions {
   tasks?: TaskRegistry;
   logger?: Logger;
   nowMs?: () => number;
+  /**
+   * Called after every request that may have changed the vDisks (any but GET), before its answer is
+   * sent: the iSCSI target adds and removes LUNs here, so a created vDisk is a LUN when its creator
+   * hears of it. Must not reject.
+   */
+  afterChange?: () => Promise<void>;
+  /** Where a vDisk is served over iSCSI, shown in its details; undefined when it is not. */
+  iscsiLunOf?: (vdisk: string) => IscsiLunAddress | undefined;
+}
+
+/** A vDisk's logical unit: the vPool's target, its LUN, and libiscsi's URL of it. */
+export interface IscsiLunAddress {
+  target: string;
+  lun: number;
+  url: string;
 }
 
 /** The routes of the management API; the framework API serves the same ones under /api. */
@@ -45,14 +60,21 @@ export function buildManagementApi(options: ManagementApiOptions): FastifyInstan
   const app = createApiServer(options.logger);
   const tasks = options.tasks ?? createTaskRegistry(options.nowMs);
   installErrorHandlers(app, MANAGEMENT_ROUTES);
-  void app.register(vdiskRoutes(options.vpool, options.backendStats));
+  const afterChange = options.afterChange;
+  if (afterChange !== undefined) {
+    app.addHook("onSend", async (request, _reply, payload) => {
+      if (request.method !== "GET" && request.method !== "HEAD") await afterChange();
+      return payload;
+    });
+  }
+  void app.register(vdiskRoutes(options.vpool, options.backendStats, options.iscsiLunOf));
   void app.register(snapshotRoutes(options.vpool, tasks));
   void app.register(taskRoutes(tasks));
   void app.register(healthRoutes(options));
   return app;
 }
 
-function vdiskRoutes(vpool: VPool, backendStats: ManagementApiOptions["backendStats"]): FastifyPluginAsync {
+function vdiskRoutes(vpool: VPool, backendStats: ManagementApiOptions["backendStats"], iscsiLunOf: ManagementApiOptions["iscsiLunOf"]): FastifyPluginAsync {
   return async (app) => {
     app.post<{ Body: CreateVdiskBody }>("/vdisks", { schema: { body: createVdiskBodySchema } }, async (request, reply) => {
       const decoded = decodeCreateVdiskBody(request.body);
@@ -75,7 +97,8 @@ function vdiskRoutes(vpool: VPool, backendStats: ManagementApiOptions["backendSt
       const volume = vpool.getVolume(name);
       if (volume !== undefined) {
         const info = volume.info();
-        return { ...info, stats: volume.stats(), backendStats: backendStats?.(info.namespace) ?? {} };
+        const iscsi = iscsiLunOf?.(name);
+        return { ...info, stats: volume.stats(), backendStats: backendStats?.(info.namespace) ?? {}, ...(iscsi === undefined ? {} : { iscsi }) };
       }
       // A vDisk that failed to open is listed (with its error) but has no statistics.
       const listed = vpool.listVolumes().find((info) => info.name === name);

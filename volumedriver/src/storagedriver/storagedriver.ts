@@ -1,9 +1,10 @@
 // The StorageDriver process: hosts the vDisks of one vPool, serves them over NBD (one export per
-// running vDisk and one read-only export per snapshot) and serves their management API on loopback.
+// running vDisk and one read-only export per snapshot) and iSCSI (the vPool's target, one LUN per
+// running vDisk) and serves their management API on loopback.
 // Lifecycle: open the backend stack, open the vPool (which discovers the vDisks already in the
-// backend), start the NBD server, listen, announce; on SIGINT, SIGTERM or loss of the parent's IPC
-// channel, close the NBD server first (no new writes; in-flight requests finish) and the snapshot
-// views it had open, stop accepting management requests and tasks, close the vPool (flush, seal,
+// backend), start the NBD and iSCSI servers, listen, announce; on SIGINT, SIGTERM or loss of the
+// parent's IPC channel, close the NBD and iSCSI servers first (no new writes; in-flight requests
+// finish) and the snapshot views NBD had open, stop accepting management requests and tasks, close the vPool (flush, seal,
 // upload; bounded) and exit; a scrub still running is abandoned with the process. A second signal
 // while stopping is ignored: stopping is already under way and is bounded by SHUTDOWN_DEADLINE_MS.
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
@@ -13,11 +14,14 @@ import type { FastifyInstance } from "fastify";
 import { pino, type Logger } from "pino";
 import { openVPool } from "../engine/vpool.ts";
 import type { VPool } from "../engine/vpool-types.ts";
+import { IscsiTargetMap, startIscsiServer } from "../frontends/iscsi/iscsi-server.ts";
+import type { IscsiServer } from "../frontends/iscsi/iscsi-types.ts";
 import { startNbdServer } from "../frontends/nbd/nbd-server.ts";
 import type { NbdServer } from "../frontends/nbd/nbd-types.ts";
 import { openBackend, summarizeNamespaceStats, type OpenedBackend } from "./backend-opener.ts";
 import { describeBackendSpec } from "./backend-spec.ts";
-import type { NbdFrontendConfig, StorageDriverConfig } from "./config.ts";
+import type { IscsiFrontendConfig, NbdFrontendConfig, StorageDriverConfig } from "./config.ts";
+import { VpoolIscsiTarget } from "./iscsi-luns.ts";
 import { buildManagementApi, createTaskRegistry } from "./management-api.ts";
 import { vpoolExportRegistry, type VPoolExportRegistry } from "./nbd-exports.ts";
 import type { TaskRegistry } from "./task-registry.ts";
@@ -31,7 +35,7 @@ const SHUTDOWN_MARGIN_MS = 2_000;
 
 /** Messages to the parent process (`ovs up`) over the IPC channel, when there is one. */
 export type StorageDriverMessage =
-  | { type: "ready"; vpool: string; url: string; pid: number; vdiskCount: number; nbdUrl?: string }
+  | { type: "ready"; vpool: string; url: string; pid: number; vdiskCount: number; nbdUrl?: string; iscsiUrl?: string }
   | { type: "stopping"; vpool: string; reason: string };
 
 export function createStorageDriverLogger(config: StorageDriverConfig): Logger {
@@ -44,7 +48,7 @@ export function createStorageDriverLogger(config: StorageDriverConfig): Logger {
     level: config.logLevel,
     base: { pid: process.pid, vpool: config.vpool },
     // Backends that need credentials will carry them under these names; never let them reach a log.
-    redact: ["req.headers.authorization", "*.secretAccessKey", "*.password", "*.token", "*.credentials"],
+    redact: ["req.headers.authorization", "*.secretAccessKey", "*.password", "*.token", "*.credentials", "*.secret"],
   }, destination);
 }
 
@@ -55,6 +59,11 @@ function urlOf(host: string, port: number, scheme = "http"): string {
 /** nbds:// when plain connections are refused (libnbd's URI scheme for TLS), nbd:// otherwise. */
 export function nbdUrlOf(host: string, port: number, tlsMode: string | undefined): string {
   return urlOf(host, port, tlsMode === "require" ? "nbds" : "nbd");
+}
+
+/** iscsi://HOST:PORT/TARGET, libiscsi's URL of a target; append /LUN for one logical unit. */
+export function iscsiUrlOf(host: string, port: number, targetName: string): string {
+  return `${urlOf(host, port, "iscsi")}/${targetName}`;
 }
 
 const LOOPBACK_HOSTS = ["127.0.0.1", "::1", "localhost"];
@@ -77,6 +86,8 @@ export async function runStorageDriver(config: StorageDriverConfig): Promise<num
   let app: FastifyInstance | undefined;
   let nbd: NbdServer | undefined;
   let exports: VPoolExportRegistry | undefined;
+  let iscsi: IscsiServer | undefined;
+  let iscsiTarget: VpoolIscsiTarget | undefined;
   const tasks = createTaskRegistry();
   let stopReason: string | undefined;
   let resolveStopRequested: () => void = () => {};
@@ -124,11 +135,28 @@ export async function runStorageDriver(config: StorageDriverConfig): Promise<num
       exports = vpoolExportRegistry(vpool, logger.child({ component: "nbd-exports" }));
       nbd = await startNbd(config.nbd, exports, logger);
     }
+    if (stopReason === undefined && config.iscsi !== undefined) {
+      iscsiTarget = await VpoolIscsiTarget.open({
+        vpool, directory: config.directory, logger: logger.child({ component: "iscsi-luns" }),
+        ...(config.iscsi.chap === undefined ? {} : { chap: config.iscsi.chap }),
+        ...(config.iscsi.allowedInitiators === undefined ? {} : { allowedInitiators: config.iscsi.allowedInitiators }),
+      });
+      iscsi = await startIscsi(config.iscsi, iscsiTarget, logger);
+    }
+    const iscsiUrl = iscsi === undefined || iscsiTarget === undefined ? undefined : iscsiUrlOf(iscsi.host, iscsi.port, iscsiTarget.name);
     if (stopReason === undefined) {
       const instrumented = backend.instrumented;
+      const lunTarget = iscsiTarget;
       app = buildManagementApi({
         vpool, backendDescription, tasks, logger: logger.child({ component: "management-api" }),
         backendStats: (namespace) => summarizeNamespaceStats(instrumented, namespace),
+        ...(lunTarget === undefined || iscsiUrl === undefined ? {} : {
+          afterChange: () => lunTarget.sync(),
+          iscsiLunOf: (name: string) => {
+            const lun = lunTarget.lunOf(name);
+            return lun === undefined ? undefined : { target: lunTarget.name, lun, url: `${iscsiUrl}/${lun}` };
+          },
+        }),
       });
       await app.listen({ host: config.managementApi.host, port: config.managementApi.port });
       const address = app.server.address();
@@ -141,19 +169,26 @@ export async function runStorageDriver(config: StorageDriverConfig): Promise<num
         const names = vpool.listVolumes().filter((info) => info.state === "running").map((info) => info.name);
         process.stdout.write(`storagedriver ${config.vpool} NBD on ${nbdUrl} (exports: ${names.length === 0 ? "none yet; one per vDisk" : names.join(", ")})\n`);
       }
-      sendToParent({ type: "ready", vpool: config.vpool, url, pid: process.pid, vdiskCount, ...(nbdUrl === undefined ? {} : { nbdUrl }) });
+      if (iscsiUrl !== undefined && iscsiTarget !== undefined) {
+        const luns = iscsiTarget.servedLuns().map((served) => `${served.vdisk} ${served.lun}${served.writeProtected ? " (write protected)" : ""}`);
+        process.stdout.write(`storagedriver ${config.vpool} iSCSI on ${iscsiUrl} (LUNs: ${luns.length === 0 ? "none yet; one per vDisk" : luns.join(", ")})\n`);
+      }
+      sendToParent({
+        type: "ready", vpool: config.vpool, url, pid: process.pid, vdiskCount,
+        ...(nbdUrl === undefined ? {} : { nbdUrl }), ...(iscsiUrl === undefined ? {} : { iscsiUrl }),
+      });
     }
   } catch (error) {
     const message = startupErrorMessage(error, config);
     logger.error({ err: error }, message);
     process.stderr.write(`storagedriver ${config.vpool}: ${message}\n`);
-    await stop(logger, { nbd, exports, app, tasks, vpool, backend }).catch(() => 1);
+    await stop(logger, { nbd, exports, iscsi, iscsiTarget, app, tasks, vpool, backend }).catch(() => 1);
     removePidFile(config.pidFile);
     return 1;
   }
   await stopRequested;
   try {
-    const exitCode = await stop(logger, { nbd, exports, app, tasks, vpool, backend });
+    const exitCode = await stop(logger, { nbd, exports, iscsi, iscsiTarget, app, tasks, vpool, backend });
     if (exitCode === 0) {
       process.stdout.write(`storagedriver ${config.vpool} stopped cleanly\n`);
     }
@@ -181,34 +216,72 @@ async function startNbd(settings: NbdFrontendConfig, exports: VPoolExportRegistr
   }
 }
 
+/** Starts the iSCSI server over the vPool's target; a busy port or a bad address says so. */
+async function startIscsi(settings: IscsiFrontendConfig, target: VpoolIscsiTarget, logger: Logger): Promise<IscsiServer> {
+  if (!LOOPBACK_HOSTS.includes(settings.host) && settings.chap === undefined && settings.allowedInitiators === undefined) {
+    logger.warn({ host: settings.host }, "iSCSI without CHAP or an initiator ACL: anyone who reaches this address can read and write every vDisk; set iscsi.chap or keep it on loopback");
+  }
+  const registry = new IscsiTargetMap();
+  registry.add(target.entry);
+  const { chap: _chap, allowedInitiators: _allowedInitiators, ...serverSettings } = settings;
+  try {
+    // The server logs under component "iscsi" itself.
+    return await startIscsiServer(registry, { ...serverSettings, logger });
+  } catch (error) {
+    await target.close();
+    const code = (error as NodeJS.ErrnoException | undefined)?.code;
+    const where = `${settings.host}:${settings.port}`;
+    const reason = code === "EADDRINUSE" ? `${where} is in use; stop the process using it (another iSCSI target such as tgtd?) or choose another iSCSI port`
+      : code === "EADDRNOTAVAIL" ? `${settings.host} is not an address of this host`
+        : code === "EACCES" ? `${where} needs privileges this process lacks; choose a port above 1023`
+          : `${error instanceof Error ? error.message : String(error)}`;
+    throw new Error(`cannot serve iSCSI: ${reason}`, { cause: error });
+  }
+}
+
 /** What runs, in the order it is stopped. */
 interface Running {
   nbd: NbdServer | undefined;
   exports: VPoolExportRegistry | undefined;
+  iscsi: IscsiServer | undefined;
+  iscsiTarget: VpoolIscsiTarget | undefined;
   app: FastifyInstance | undefined;
   tasks: TaskRegistry;
   vpool: VPool | undefined;
   backend: OpenedBackend | undefined;
 }
 
-async function stop(logger: Logger, { nbd, exports, app, tasks, vpool, backend }: Running): Promise<number> {
+async function stop(logger: Logger, { nbd, exports, iscsi, iscsiTarget, app, tasks, vpool, backend }: Running): Promise<number> {
   const stopStartedMs = Date.now();
   let exitCode = 0;
-  // NBD first: its clients write; once it is closed no new write can reach the vPool we flush next.
-  try {
-    await nbd?.close();
-    // Its connections have released their snapshot views; close any the engine still has open.
-    await exports?.close();
-  } catch (error) {
-    logger.warn({ err: error }, "closing the NBD server failed");
-  }
+  // The frontends first, together: their clients write; once they are closed no new write can reach
+  // the vPool we flush next. Each drains its in-flight requests within its own bound (iSCSI:
+  // SESSION_DRAIN_TIMEOUT_MS), well inside the deadline.
+  const closeNbd = async (): Promise<void> => {
+    try {
+      await nbd?.close();
+      // Its connections have released their snapshot views; close any the engine still has open.
+      await exports?.close();
+    } catch (error) {
+      logger.warn({ err: error }, "closing the NBD server failed");
+    }
+  };
+  const closeIscsi = async (): Promise<void> => {
+    try {
+      await iscsi?.close();
+      await iscsiTarget?.close();
+    } catch (error) {
+      logger.warn({ err: error }, "closing the iSCSI server failed");
+    }
+  };
+  await Promise.all([closeNbd(), closeIscsi()]);
   // Then stop accepting management requests (in flight ones finish, new ones get 503) and tasks
   // (waiting ones fail; a running scrub is abandoned when the process exits).
   await app?.close();
   tasks.close();
   if (vpool !== undefined) {
     try {
-      // The NBD server may have spent seconds draining its connections: the vPool gets what is left
+      // The frontends may have spent seconds draining their connections: the vPool gets what is left
       // before the deadline, so its close (and its log of what stays local) finishes in time.
       const leftMs = SHUTDOWN_DEADLINE_MS - SHUTDOWN_MARGIN_MS - (Date.now() - stopStartedMs);
       await vpool.close({ timeoutMs: Math.max(1_000, Math.min(VPOOL_CLOSE_TIMEOUT_MS, leftMs)) });
@@ -235,7 +308,7 @@ function startupErrorMessage(error: unknown, config: StorageDriverConfig): strin
   if (code === "EADDRNOTAVAIL") {
     return `cannot serve the management API: ${host} is not an address of this host`;
   }
-  if (error instanceof Error && error.message.startsWith("cannot serve NBD")) {
+  if (error instanceof Error && (error.message.startsWith("cannot serve NBD") || error.message.startsWith("cannot serve iSCSI"))) {
     return error.message;
   }
   return `cannot start: ${error instanceof Error ? error.message : String(error)}`;
