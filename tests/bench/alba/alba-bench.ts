@@ -13,9 +13,8 @@
 // Environment: OVS_BENCH_OBJECTS, OVS_BENCH_IN_FLIGHT, OVS_BENCH_ROUNDS (default 3), OVS_BENCH_NO_DOCS=1
 // (do not touch the docs).
 import { randomBytes } from "node:crypto";
-import { mkdir, open, readFile, writeFile } from "node:fs/promises";
+import { mkdir, open, readFile } from "node:fs/promises";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { encodeChunk } from "../../../alba/src/encoding/erasure-coder.ts";
 import { AsdClient } from "../../../alba/src/asd/asd-client.ts";
 import { AlbaClient } from "../../../alba/src/client/alba-client.ts";
@@ -25,6 +24,7 @@ import { SwiftObjectStore } from "../../../volumedriver/src/backend/swift-store.
 import { startAlbaCluster, type AlbaCluster } from "../../helpers/alba-cluster.ts";
 import { objectServerMissingReason, startSwift, type SwiftServer } from "../../helpers/object-servers.ts";
 import { makeTempDir, removeTempDir } from "../../helpers/temp-dir.ts";
+import { writeBenchmarkSection } from "../bench-docs.ts";
 import { machineDescription } from "../bench-machine.ts";
 
 const MIB = 1024 * 1024;
@@ -38,7 +38,6 @@ const K = 4;
 const M = 2;
 const FRAGMENT_SIZE_BYTES = MIB;
 const ASD_NODE_IDS = ["n1", "n1", "n2", "n2", "n3", "n3"];
-const DOCS_PATH = fileURLToPath(new URL("../../../docs/BENCHMARKS.md", import.meta.url));
 const DOCS_SECTION_TITLE = "## Alba (64 MiB objects, preset (4,2,5,2), 6 ASDs)";
 const DOCS_GENERATED_END = "<!-- end of the part written by tests/bench/alba/alba-bench.ts; the notes below are kept -->";
 
@@ -257,7 +256,6 @@ async function main(): Promise<void> {
 }
 
 async function updateDocs(table: string, roundsNote: string): Promise<void> {
-  let document = await readFile(DOCS_PATH, "utf8");
   const section = [
     DOCS_SECTION_TITLE,
     "",
@@ -284,19 +282,7 @@ async function updateDocs(table: string, roundsNote: string): Promise<void> {
     "",
     DOCS_GENERATED_END,
   ].join("\n");
-  const start = document.indexOf(DOCS_SECTION_TITLE);
-  if (start < 0) {
-    document = `${document.trimEnd()}\n\n${section}\n`;
-  } else {
-    // The generated part ends at the marker; the hand-written notes after it (up to the next
-    // section) are kept.
-    const next = document.indexOf("\n## ", start + DOCS_SECTION_TITLE.length);
-    const markerAt = document.indexOf(DOCS_GENERATED_END, start);
-    const end = markerAt >= 0 && (next < 0 || markerAt < next) ? markerAt + DOCS_GENERATED_END.length : next < 0 ? document.length : next;
-    document = document.slice(0, start) + section + document.slice(end);
-  }
-  await writeFile(DOCS_PATH, document);
-  console.log(`updated ${DOCS_PATH}`);
+  await writeBenchmarkSection(DOCS_SECTION_TITLE, section, DOCS_GENERATED_END);
 }
 
 await main();

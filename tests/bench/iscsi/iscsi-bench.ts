@@ -12,12 +12,12 @@
 // Environment: OVS_BENCH_SECONDS (per iscsi-perf phase, default 10), OVS_BENCH_SIZE_GIB (per target,
 // default 1), OVS_BENCH_ROUNDS (default 2), OVS_BENCH_NO_DOCS=1 (do not touch the docs).
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { readFile, truncate, writeFile } from "node:fs/promises";
+import { truncate, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { freePort, killPid, sleep } from "../../helpers/process-harness.ts";
 import { NbdStorageDriver, onPath, runTool, runToolOk } from "../../helpers/nbd-tools.ts";
 import { makeTempDir, removeTempDir } from "../../helpers/temp-dir.ts";
+import { writeBenchmarkSection } from "../bench-docs.ts";
 import { machineDescription } from "../bench-machine.ts";
 
 const GIB = 1024 ** 3;
@@ -27,7 +27,6 @@ const SIZE_GIB = Number(process.env.OVS_BENCH_SIZE_GIB ?? 1);
 const ROUNDS = Number(process.env.OVS_BENCH_ROUNDS ?? 2);
 const VDISK = "bench";
 const TGT_TARGET_NAME = "iqn.2026-11.org.openvstorage.bench:tgt";
-const DOCS_PATH = fileURLToPath(new URL("../../../docs/BENCHMARKS.md", import.meta.url));
 const DOCS_SECTION_TITLE = "## iSCSI frontend";
 const DOCS_GENERATED_END = "<!-- end of the part written by tests/bench/iscsi/iscsi-bench.ts; the notes below are kept -->";
 
@@ -217,7 +216,6 @@ async function main(): Promise<void> {
 
 /** Replaces the generated part of this benchmark's section of docs/BENCHMARKS.md, keeping the hand-written notes after it. */
 async function updateDocs(table: string, rounds: string[], tgtHow: string): Promise<void> {
-  let document = await readFile(DOCS_PATH, "utf8");
   const generated = [
     DOCS_SECTION_TITLE,
     "",
@@ -242,20 +240,7 @@ async function updateDocs(table: string, rounds: string[], tgtHow: string): Prom
     "",
     DOCS_GENERATED_END,
   ].join("\n");
-  const start = document.indexOf(DOCS_SECTION_TITLE);
-  if (start < 0) {
-    document = `${document.trimEnd()}\n\n${generated}\n`;
-  } else {
-    const markerAt = document.indexOf(DOCS_GENERATED_END, start);
-    const nextSection = document.indexOf("\n## ", start + DOCS_SECTION_TITLE.length);
-    const end = markerAt >= 0 && (nextSection < 0 || markerAt < nextSection)
-      ? markerAt + DOCS_GENERATED_END.length
-      : nextSection >= 0 ? nextSection : document.length;
-    const rest = document.slice(end);
-    document = document.slice(0, start) + generated + (markerAt >= 0 && end === markerAt + DOCS_GENERATED_END.length ? rest : `\n${rest}`);
-  }
-  await writeFile(DOCS_PATH, document);
-  console.log(`updated ${DOCS_PATH}`);
+  await writeBenchmarkSection(DOCS_SECTION_TITLE, generated, DOCS_GENERATED_END);
 }
 
 await main();

@@ -19,10 +19,10 @@ import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { cp, readdir, readFile, rm, truncate, writeFile } from "node:fs/promises";
 import { totalmem } from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { freePort, killPid, sleep } from "../../helpers/process-harness.ts";
 import { NbdStorageDriver, runTool, runToolOk, toolMissingReason, type NbdTool } from "../../helpers/nbd-tools.ts";
 import { makeTempDir, removeTempDir } from "../../helpers/temp-dir.ts";
+import { writeBenchmarkSection } from "../bench-docs.ts";
 import { machineDescription } from "../bench-machine.ts";
 
 const GIB = 1024 ** 3;
@@ -37,7 +37,6 @@ const NEW_DATA_ROUNDS = Number(process.env.OVS_BENCH_NEW_DATA_ROUNDS ?? 3);
 /** Which phase the profiled run repeats: randwrite (default), randread or seqwrite. */
 const PROFILE_PHASE = process.env.OVS_BENCH_PROFILE_PHASE ?? "randwrite";
 const EXPORT = "bench";
-const DOCS_PATH = fileURLToPath(new URL("../../../docs/BENCHMARKS.md", import.meta.url));
 const DOCS_SECTION_TITLE = "## NBD frontend (fio nbd engine)";
 const DOCS_GENERATED_END = "<!-- end of the part written by tests/bench/nbd/nbd-bench.ts; the notes below are kept -->";
 
@@ -352,7 +351,6 @@ async function main(): Promise<void> {
 
 /** Replaces the generated part of this benchmark's section of docs/BENCHMARKS.md, keeping the hand-written notes after it. */
 async function updateDocs(table: string, notes: string[], profiledLabel: string, top: string[]): Promise<void> {
-  let document = await readFile(DOCS_PATH, "utf8");
   const generated = [
     DOCS_SECTION_TITLE,
     "",
@@ -386,20 +384,7 @@ async function updateDocs(table: string, notes: string[], profiledLabel: string,
     "",
     DOCS_GENERATED_END,
   ].join("\n");
-  const start = document.indexOf(DOCS_SECTION_TITLE);
-  if (start < 0) {
-    document = `${document.trimEnd()}\n\n${generated}\n`;
-  } else {
-    const markerAt = document.indexOf(DOCS_GENERATED_END, start);
-    const nextSection = document.indexOf("\n## ", start + DOCS_SECTION_TITLE.length);
-    const end = markerAt >= 0 && (nextSection < 0 || markerAt < nextSection)
-      ? markerAt + DOCS_GENERATED_END.length
-      : nextSection >= 0 ? nextSection : document.length;
-    const rest = document.slice(end);
-    document = document.slice(0, start) + generated + (markerAt >= 0 && end === markerAt + DOCS_GENERATED_END.length ? rest : `\n${rest}`);
-  }
-  await writeFile(DOCS_PATH, document);
-  console.log(`updated ${DOCS_PATH}`);
+  await writeBenchmarkSection(DOCS_SECTION_TITLE, generated, DOCS_GENERATED_END);
 }
 
 await main();
