@@ -31,11 +31,12 @@ TEST_PACKAGES=(
   "ceph-osd:ceph-osd"
   "radosgw:radosgw"
   # iSCSI (issue 7): libiscsi's tools (iscsi-ls, iscsi-inq, iscsi-readcapacity16, iscsi-test-cu)
-  # and qemu's iscsi:// driver for tests/interop/iscsi-tools.test.ts.
+  # and qemu's iscsi:// driver for tests/interop/iscsi-tools.test.ts; tgt, the peer whose
+  # iscsi-test-cu tally tests/interop/iscsi-conformance.test.ts compares ours with.
   "qemu-block-extra:"
   "libiscsi-bin:iscsi-test-cu"
-  # Later: tgt (the iSCSI baseline, issue 7's conformance comparison) and etcd (several hosts).
-  # "tgt:tgtd"
+  "tgt:tgtd"
+  # Later: etcd (several hosts).
   # "etcd-server:etcd"
 )
 

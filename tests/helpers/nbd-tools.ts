@@ -26,6 +26,9 @@ const TOOL_PACKAGES = {
   "iscsi-ls": "libiscsi-bin",
   "iscsi-inq": "libiscsi-bin",
   "iscsi-readcapacity16": "libiscsi-bin",
+  "iscsi-test-cu": "libiscsi-bin",
+  tgtd: "tgt",
+  tgtadm: "tgt",
   "qemu-block-iscsi": "qemu-block-extra",
 } as const;
 
@@ -67,6 +70,9 @@ function checkTool(tool: NbdTool): string | undefined {
   }
   if (!onPath(tool)) {
     return `${tool} is not on PATH (${install})`;
+  }
+  if (tool === "tgtd" && process.getuid?.() !== 0) {
+    return "tgtd needs root (it creates /var/run/tgtd and its management socket)";
   }
   if (tool === "fio") {
     const engines = spawnSync("fio", ["--enghelp"], { encoding: "utf8", timeout: 10_000 });

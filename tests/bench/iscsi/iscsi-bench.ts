@@ -11,11 +11,10 @@
 //   npx tsx tests/bench/iscsi/iscsi-bench.ts
 // Environment: OVS_BENCH_SECONDS (per iscsi-perf phase, default 10), OVS_BENCH_SIZE_GIB (per target,
 // default 1), OVS_BENCH_ROUNDS (default 2), OVS_BENCH_NO_DOCS=1 (do not touch the docs).
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { truncate, writeFile } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
 import path from "node:path";
-import { freePort, killPid, sleep } from "../../helpers/process-harness.ts";
-import { NbdStorageDriver, onPath, runTool, runToolOk } from "../../helpers/nbd-tools.ts";
+import { startTgt } from "../../helpers/iscsi-peers.ts";
+import { NbdStorageDriver, onPath, runToolOk } from "../../helpers/nbd-tools.ts";
 import { makeTempDir, removeTempDir } from "../../helpers/temp-dir.ts";
 import { writeBenchmarkSection } from "../bench-docs.ts";
 import { machineDescription } from "../bench-machine.ts";
@@ -97,45 +96,10 @@ async function startOurs(directory: string): Promise<Target> {
   };
 }
 
-async function tgtadm(controlPort: number, args: string[]): Promise<void> {
-  await runToolOk("tgtadm", ["-C", String(controlPort), "--lld", "iscsi", ...args], { timeoutMs: 30_000 });
-}
-
-/** tgtd on a free port with one target and a file LUN (LUN 1; LUN 0 is tgt's controller). */
-async function startTgt(directory: string): Promise<{ target: Target; how: string }> {
-  const imageFile = path.join(directory, "tgt.img");
-  await writeFile(imageFile, "");
-  await truncate(imageFile, SIZE_GIB * GIB);
-  const port = await freePort();
-  // Not a TCP port: tgtd names its management socket after it (/var/run/tgtd/socket.N) and refuses
-  // values above 32767; one per bench process.
-  const controlPort = 20_000 + (process.pid % 10_000);
-  const url = `iscsi://127.0.0.1:${port}/${TGT_TARGET_NAME}/1`;
-  const child: ChildProcess = spawn("tgtd", ["-f", "--iscsi", `portal=127.0.0.1:${port}`, "-C", String(controlPort)], { stdio: ["ignore", "ignore", "inherit"] });
-  const stop = async (): Promise<void> => {
-    if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
-    // tgtd ignores SIGTERM while it has targets: SIGKILL after a moment.
-    killPid(child.pid, "SIGTERM");
-    await Promise.race([new Promise((resolve) => child.once("exit", resolve)), sleep(2_000)]);
-    killPid(child.pid, "SIGKILL");
-    await Promise.race([new Promise((resolve) => child.once("exit", resolve)), sleep(5_000)]);
-  };
-  try {
-    const deadlineMs = Date.now() + 30_000;
-    for (;;) {
-      const probe = await runTool("tgtadm", ["-C", String(controlPort), "--lld", "iscsi", "--mode", "target", "--op", "show"], { timeoutMs: 10_000 });
-      if (probe.code === 0) break;
-      if (Date.now() > deadlineMs) throw new Error(`tgtd did not answer on control port ${controlPort}: ${probe.stderr}`);
-      await sleep(100);
-    }
-    await tgtadm(controlPort, ["--mode", "target", "--op", "new", "--tid", "1", "--targetname", TGT_TARGET_NAME]);
-    await tgtadm(controlPort, ["--mode", "logicalunit", "--op", "new", "--tid", "1", "--lun", "1", "--backing-store", imageFile]);
-    await tgtadm(controlPort, ["--mode", "target", "--op", "bind", "--tid", "1", "--initiator-address", "ALL"]);
-  } catch (error) {
-    await stop();
-    throw error;
-  }
-  return { how: "tgtd started by the bench", target: { name: "tgt", url, stop } };
+/** tgtd on a free port with one target and a file LUN (tests/helpers/iscsi-peers.ts). */
+async function startTgtTarget(directory: string): Promise<{ target: Target; how: string }> {
+  const tgt = await startTgt(directory, TGT_TARGET_NAME, SIZE_GIB * GIB);
+  return { how: "tgtd started by the bench", target: { name: "tgt", url: tgt.url, stop: () => tgt.stop() } };
 }
 
 function formatResult(phase: Phase, result: Result): string {
@@ -178,7 +142,7 @@ async function main(): Promise<void> {
     for (let round = 0; round < ROUNDS; round++) {
       const roundDirectory = path.join(workDirectory, `round-${round}`);
       targets.push(await startOurs(path.join(roundDirectory, "ours")));
-      const tgt = await startTgt(roundDirectory);
+      const tgt = await startTgtTarget(roundDirectory);
       tgtHow = tgt.how;
       targets.push(tgt.target);
       // Who goes first meets the freshest page cache: swap the order every round.

@@ -212,7 +212,7 @@ function parseNbdTls(value: unknown, baseDirectory: string, where: string): NbdT
 
 const ISCSI_LIMIT_NAMES = [
   "connectionsMax", "sessionsMax", "commandWindowSize", "outstandingTasksMax", "maxRecvDataSegmentLengthBytes", "maxBurstLengthBytes",
-  "firstBurstLengthBytes", "maxOutstandingR2T", "transferLengthBytesMax", "loginTimeoutMs", "nopInIntervalMs", "nopInTimeoutMs",
+  "firstBurstLengthBytes", "maxOutstandingR2T", "transferLengthBytesMax", "dataOutBytesInFlightMax", "loginTimeoutMs", "nopInIntervalMs", "nopInTimeoutMs",
   "targetPortalGroupTag",
 ] as const;
 const ISCSI_FLAG_NAMES = ["immediateData", "initialR2T"] as const;

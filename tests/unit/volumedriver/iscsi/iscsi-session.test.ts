@@ -111,6 +111,26 @@ describe("iSCSI session (full feature phase)", function () {
     assert.equal(fixture!.target.executed.length, 0, "the SCSI layer never saw it");
   });
 
+  it("test_session_data_out_budget_gives_task_set_full_while_others_hold_it", async () => {
+    // 1 MiB of budget: a held 768 KiB write holds most of it, so a 512 KiB write waits its turn
+    // (TASK SET FULL) while a 128 KiB one fits; once the held write finished the 512 KiB one goes.
+    const initiator = await loggedIn({}, { dataOutBytesInFlightMax: 1024 * 1024 });
+    const target = fixture!.target;
+    target.holdOpcodes.add(0x2a);
+    const held = initiator.scsi(CDB.write10(0, 1536), { dataOut: pattern(1536 * BLOCK_BYTES, 3) });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(target.heldCount, 1);
+    target.holdOpcodes.clear();
+    const refused = await initiator.scsi(CDB.write10(2048, 1024), { dataOut: pattern(1024 * BLOCK_BYTES, 4) });
+    assert.equal(refused.status, SCSI_STATUS.TASK_SET_FULL);
+    const small = await initiator.scsi(CDB.write10(4096, 256), { dataOut: pattern(256 * BLOCK_BYTES, 5) });
+    assert.equal(small.status, SCSI_STATUS.GOOD, "a write that fits the rest of the budget goes ahead");
+    target.releaseHeld();
+    assert.equal((await held).status, SCSI_STATUS.GOOD);
+    const retried = await initiator.scsi(CDB.write10(2048, 1024), { dataOut: pattern(1024 * BLOCK_BYTES, 4) });
+    assert.equal(retried.status, SCSI_STATUS.GOOD);
+  });
+
   it("test_session_cmdsn_window_closes_while_busy_and_ignores_commands_outside_it", async () => {
     const initiator = await loggedIn({}, { commandWindowSize: 4 });
     assert.equal((initiator.maxCmdSN - initiator.cmdSN + 1) >>> 0, 4, "MaxCmdSN = ExpCmdSN + window - 1");

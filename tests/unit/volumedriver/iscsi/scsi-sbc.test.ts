@@ -72,7 +72,7 @@ describe("SCSI SBC-4 block commands", function () {
     assert.equal(data.length, 32);
     assert.equal(data.readBigUInt64BE(0), BigInt(CAPACITY_BLOCKS - 1));
     assert.equal(data.readUInt32BE(8), BLOCK);
-    assert.equal(data[13] & 0x0f, 3, "8 logical blocks per 4 KiB physical block");
+    assert.equal(data[13] & 0x0f, 0, "one logical block per physical block (the 4 KiB cluster is a Block Limits granularity hint)");
     assert.equal(data[14] & 0xc0, 0xc0, "LBPME and LBPRZ");
   });
 
@@ -138,23 +138,47 @@ describe("SCSI SBC-4 block commands", function () {
     assert.deepEqual(await readBlocks(40, 2), data);
   });
 
-  it("test_write10_residuals: too little Data-Out writes nothing", async () => {
+  it("test_write10_residuals: an EDTL below the CDB writes only the whole blocks sent", async () => {
     const before = await readBlocks(60, 2);
-    expectSense(await run(fixture.target, cdb10(OPCODE.WRITE_10, 60, 2), { dataOut: pattern(1, 9) }), "InvalidFieldInInformationUnit");
+    // Data-Out ending inside a block: INVALID FIELD IN INFORMATION UNIT, nothing written, overflow reported.
+    const partial = await run(fixture.target, cdb10(OPCODE.WRITE_10, 60, 2), { dataOut: pattern(2, 9).subarray(0, BLOCK + 200) });
+    expectSense(partial, "InvalidFieldInInformationUnit");
+    assert.equal(partial.transferLengthBytes, 2 * BLOCK, "the CDB's length, for the transport's residual");
     assert.deepEqual(await readBlocks(60, 2), before);
+    // No Data-Out at all: GOOD, nothing written.
+    const none = await run(fixture.target, cdb10(OPCODE.WRITE_10, 60, 2), { edtl: 0 });
+    expectGood(none);
+    assert.equal(none.transferLengthBytes, 2 * BLOCK);
+    assert.deepEqual(await readBlocks(60, 2), before);
+    // One whole block of the two: the first is written, the second keeps its data.
+    const one = pattern(1, 11);
+    expectGood(await run(fixture.target, cdb10(OPCODE.WRITE_10, 60, 2), { dataOut: one }));
+    assert.deepEqual(await readBlocks(60, 2), Buffer.concat([one, before.subarray(BLOCK)]));
     // More Data-Out than the CDB asks for (underflow): the CDB's blocks are written.
     const data = pattern(3, 10);
-    expectGood(await run(fixture.target, cdb10(OPCODE.WRITE_10, 60, 2), { dataOut: data }));
+    const underflow = await run(fixture.target, cdb10(OPCODE.WRITE_10, 60, 2), { dataOut: data });
+    expectGood(underflow);
+    assert.equal(underflow.transferLengthBytes, 2 * BLOCK);
     assert.deepEqual(await readBlocks(60, 2), data.subarray(0, 2 * BLOCK));
+  });
+
+  it("test_compareandwrite_datalength: Data-Out other than twice the blocks is INVALID FIELD IN CDB", async () => {
+    const before = await readBlocks(70, 1);
+    // 256 blocks wrap to 0 in the one-byte field: the Data-Out then cannot match.
+    expectSense(await run(fixture.target, cdb16(OPCODE.COMPARE_AND_WRITE, 70, 0), { dataOut: Buffer.concat([before, before]) }), "InvalidFieldInCdb");
+    expectSense(await run(fixture.target, cdb16(OPCODE.COMPARE_AND_WRITE, 70, 1), { dataOut: before }), "InvalidFieldInCdb");
+    assert.deepEqual(await readBlocks(70, 1), before);
+    expectGood(await run(fixture.target, cdb16(OPCODE.COMPARE_AND_WRITE, 70, 0), { dataOut: Buffer.alloc(0) }));
   });
 
   it("test_read10_residuals: Data-In never exceeds the expected transfer length", async () => {
     const result = await run(fixture.target, cdb10(OPCODE.READ_10, 0, 4), { edtl: 700 });
     assert.equal(expectGood(result).length, 700);
+    assert.equal(result.transferLengthBytes, 4 * BLOCK, "the CDB's length, for the transport's overflow residual");
   });
 
   it("test_read10_max_transfer_length", async () => {
-    expectSense(await run(fixture.target, cdb16(OPCODE.READ_16, 0, 16_385)), "InvalidFieldInCdb");
+    expectSense(await run(fixture.target, cdb16(OPCODE.READ_16, 0, 65_537)), "InvalidFieldInCdb");
   });
 
   it("test_write10_writeprotect", async () => {

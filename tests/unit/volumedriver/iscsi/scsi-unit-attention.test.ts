@@ -60,12 +60,13 @@ describe("SCSI unit attentions", function () {
     await assert.rejects(fixture.target.addLogicalUnit({ lun: 0, device: fixture.volume, serialNumber: "x", naaIdentifierHex: "0" }), /already exists/);
   });
 
-  it("test_ua_lun_reset: other nexuses see POWER ON, RESET, the issuer does not", async () => {
+  it("test_ua_lun_reset: every nexus, the issuer included, sees BUS DEVICE RESET FUNCTION OCCURRED", async () => {
     await clearUnitAttentions(fixture.target, NEXUS_A);
     await clearUnitAttentions(fixture.target, NEXUS_B);
     assert.equal(await fixture.target.taskManagement(NEXUS_A, "lun-reset", 0), 0);
+    expectSense(await run(fixture.target, TUR), "UaBusDeviceResetFunctionOccurred");
     expectGood(await run(fixture.target, TUR));
-    expectSense(await run(fixture.target, TUR, { nexus: NEXUS_B }), "UaPowerOnReset");
+    expectSense(await run(fixture.target, TUR, { nexus: NEXUS_B }), "UaBusDeviceResetFunctionOccurred");
     expectGood(await run(fixture.target, TUR, { nexus: NEXUS_B }));
   });
 

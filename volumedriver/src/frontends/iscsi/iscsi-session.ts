@@ -100,6 +100,8 @@ export class IscsiSession {
   /** Tags of tasks aborted or failed early, oldest first: their late Data-Out PDUs are dropped quietly. */
   private readonly abortedTags = new Set<number>();
   private immediateInFlight = 0;
+  /** Bytes of Data-Out buffers held by the tasks in the table (bounded by dataOutBytesInFlightMax). */
+  private dataOutBytesHeld = 0;
   private nextTransferTag = 1;
   private readonly textRequest = new TextAccumulator();
   private textRequestPdus = 0;
@@ -238,9 +240,16 @@ export class IscsiSession {
   }
 
   private forgetTask(task: ScsiTask): void {
-    if (this.tasks.get(task.initiatorTaskTag) === task) this.tasks.delete(task.initiatorTaskTag);
-    if (task.immediate) this.immediateInFlight--;
+    this.removeTask(task);
     this.rememberAborted(task.initiatorTaskTag);
+  }
+
+  /** Drops a task from the table, with its share of the immediate-command and Data-Out budgets. */
+  private removeTask(task: ScsiTask): void {
+    if (this.tasks.get(task.initiatorTaskTag) !== task) return;
+    this.tasks.delete(task.initiatorTaskTag);
+    if (task.immediate) this.immediateInFlight--;
+    this.dataOutBytesHeld -= task.dataOut?.length ?? 0;
   }
 
   /** A SCSI Response for a command refused by the transport before it became a task. */
@@ -274,7 +283,11 @@ export class IscsiSession {
     const early = lun === undefined ? "LunNotAddressable"
       : pdu.read && pdu.write ? "BidirectionalNotSupported"
         : edtl > this.directory.settings.transferLengthBytesMax ? "TransferTooLong"
-          : this.tasks.size >= this.directory.settings.outstandingTasksMax ? "TaskSetFull" : undefined;
+          : this.tasks.size >= this.directory.settings.outstandingTasksMax ? "TaskSetFull"
+            // Data-Out is buffered whole: past the session's budget a write waits its turn (TASK SET
+            // FULL makes the initiator retry), unless nothing else is in flight to free room.
+            : pdu.write && this.tasks.size > 0 && this.dataOutBytesHeld + edtl > this.directory.settings.dataOutBytesInFlightMax ? "TaskSetFull"
+              : undefined;
     if (early !== undefined) {
       this.logger.debug({ failure: early, itt: pdu.initiatorTaskTag, edtl }, "SCSI command refused by the transport");
       this.respondEarly(pdu.initiatorTaskTag, pdu.lun, edtl, early);
@@ -289,6 +302,7 @@ export class IscsiSession {
     if (problem !== undefined) return this.violation(problem, bhs, "immediate data");
     this.tasks.set(task.initiatorTaskTag, task);
     if (task.immediate) this.immediateInFlight++;
+    this.dataOutBytesHeld += task.dataOut?.length ?? 0;
     this.advanceDataPhase(task);
   }
 
@@ -344,10 +358,7 @@ export class IscsiSession {
       // The ScsiTarget contract is never to reject: this is a bug below the transport.
       this.logger.error({ err: error, itt: task.initiatorTaskTag, opcode: task.cdb[0] }, "ScsiTarget.execute rejected");
     }
-    if (this.tasks.get(task.initiatorTaskTag) === task) {
-      this.tasks.delete(task.initiatorTaskTag);
-      if (task.immediate) this.immediateInFlight--;
-    }
+    this.removeTask(task);
     if (!task.aborted && !this.ended) respondToCommand(this.responseContext, task, commandResult(result));
     task.finish();
   }

@@ -26,8 +26,10 @@ export const MAX_OUTSTANDING_R2T_DEFAULT = 4;
 export const COMMAND_WINDOW_SIZE_DEFAULT = 64;
 export const CONNECTIONS_MAX_DEFAULT = 64;
 export const SESSIONS_MAX_DEFAULT = 64;
-/** 16 MiB: twice the SCSI layer's Block Limits maximum transfer length (8 MiB), so the SCSI layer refuses first. */
-export const TRANSFER_LENGTH_BYTES_MAX_DEFAULT = 16 * MIB;
+/** 64 MiB: twice the SCSI layer's Block Limits maximum transfer length (32 MiB), so the SCSI layer refuses first. */
+export const TRANSFER_LENGTH_BYTES_MAX_DEFAULT = 64 * MIB;
+/** Data-Out bytes one session's tasks may hold at once (each command's Data-Out is buffered whole). */
+export const DATA_OUT_BYTES_IN_FLIGHT_MAX_DEFAULT = 256 * MIB;
 export const LOGIN_TIMEOUT_MS_DEFAULT = 15_000;
 export const NOP_IN_INTERVAL_MS_DEFAULT = 15_000;
 export const NOP_IN_TIMEOUT_MS_DEFAULT = 30_000;
@@ -79,6 +81,7 @@ export interface ResolvedIscsiSettings {
   immediateData: boolean;
   initialR2T: boolean;
   transferLengthBytesMax: number;
+  dataOutBytesInFlightMax: number;
   loginTimeoutMs: number;
   nopInIntervalMs: number;
   nopInTimeoutMs: number;
@@ -138,6 +141,8 @@ export function resolveIscsiSettings(settings: IscsiServerSettings): ResolvedIsc
     initialR2T: settings.initialR2T ?? false,
     transferLengthBytesMax: integerSetting("transferLengthBytesMax", settings.transferLengthBytesMax ?? TRANSFER_LENGTH_BYTES_MAX_DEFAULT,
       4096, 1024 * MIB),
+    dataOutBytesInFlightMax: integerSetting("dataOutBytesInFlightMax", settings.dataOutBytesInFlightMax ?? DATA_OUT_BYTES_IN_FLIGHT_MAX_DEFAULT,
+      MIB, 64 * 1024 * MIB),
     loginTimeoutMs: integerSetting("loginTimeoutMs", settings.loginTimeoutMs ?? LOGIN_TIMEOUT_MS_DEFAULT, 1, 3_600_000),
     nopInIntervalMs: integerSetting("nopInIntervalMs", settings.nopInIntervalMs ?? NOP_IN_INTERVAL_MS_DEFAULT, 0, 3_600_000),
     nopInTimeoutMs: integerSetting("nopInTimeoutMs", settings.nopInTimeoutMs ?? NOP_IN_TIMEOUT_MS_DEFAULT, 1, 3_600_000),

@@ -72,6 +72,8 @@ export interface IscsiServerSettings {
   initialR2T?: boolean;
   /** Largest Expected Data Transfer Length of one command (its Data-Out is buffered whole). */
   transferLengthBytesMax?: number;
+  /** Data-Out bytes the tasks of one session may hold; a write beyond it gets TASK SET FULL while others are in flight. */
+  dataOutBytesInFlightMax?: number;
   /** A login must reach the full feature phase within this time. */
   loginTimeoutMs?: number;
   /** After this long without a PDU from the initiator, we send a NOP-In ping; 0 disables it. */

@@ -9,9 +9,18 @@ import { UnitAttentions } from "./unit-attention.ts";
 
 /** We present 512-byte logical blocks (what every initiator accepts) over 4 KiB clusters. */
 export const LOGICAL_BLOCK_SIZE_BYTES = 512;
-/** 2^3 logical blocks per 4 KiB physical block (READ CAPACITY(16), SBC-4 §5.21.2). */
-export const LOGICAL_BLOCKS_PER_PHYSICAL_BLOCK_EXPONENT = 3;
-export const LOGICAL_BLOCKS_PER_PHYSICAL_BLOCK = 1 << LOGICAL_BLOCKS_PER_PHYSICAL_BLOCK_EXPONENT;
+/**
+ * READ CAPACITY(16) LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT (SBC-4 §5.21.2): 0, one logical
+ * block per physical block, as tgt and LIO's file backstores report. Writes of single 512-byte
+ * blocks are exact on our engine (it merges them into its 4 KiB clusters), and a physical block
+ * larger than the logical one breaks libiscsi's GetLBAStatus.UnmapSingle, which asks about LBA
+ * i + 1 and expects the descriptor to start at i + blocks-per-physical-block. The 4 KiB cluster
+ * still reaches initiators as a hint: the Block Limits VPD page's OPTIMAL TRANSFER LENGTH
+ * GRANULARITY and OPTIMAL UNMAP GRANULARITY (Linux's minimum_io_size and discard_granularity).
+ */
+export const LOGICAL_BLOCKS_PER_PHYSICAL_BLOCK_EXPONENT = 0;
+/** Logical blocks per engine cluster (4 KiB): the granularity hints of the Block Limits VPD page. */
+export const LOGICAL_BLOCKS_PER_CLUSTER = 8;
 
 /** Limits reported in the Block Limits VPD page (SBC-4 §6.6.4) and enforced by the handlers. */
 export interface ScsiBlockLimits {
@@ -29,7 +38,7 @@ export interface ScsiBlockLimits {
 }
 
 export const DEFAULT_SCSI_BLOCK_LIMITS: ScsiBlockLimits = {
-  maxTransferLengthBlocks: 16_384, // 8 MiB
+  maxTransferLengthBlocks: 65_536, // 32 MiB, as NBD's maximum block size
   optimalTransferLengthBlocks: 2_048, // 1 MiB
   maxUnmapLbaCountBlocks: 1_048_576, // 512 MiB
   maxUnmapBlockDescriptorCount: 256,

@@ -44,6 +44,52 @@ function checkWritable(lu: LogicalUnit): void {
   if (lu.mode.softwareWriteProtect) throw new ScsiError("SoftwareWriteProtected");
 }
 
+/**
+ * The bytes a CDB itself asks to move (in or out), for the block commands whose transfer the CDB
+ * sizes; undefined for the others and for a CDB too short to say. The transport reports residual
+ * overflow or underflow against the initiator's Expected Data Transfer Length from it (RFC 7143
+ * §11.4.5), on success and failure alike.
+ */
+export function requestedTransferBytes(cdb: Buffer): number | undefined {
+  let decoded: DecodedBlockCdb | undefined;
+  try {
+    decoded = decodeBlockCdb(cdb);
+  } catch {
+    return undefined;
+  }
+  if (decoded === undefined) return undefined;
+  const rangeBytes = decoded.blocks * LOGICAL_BLOCK_SIZE_BYTES;
+  switch (decoded.opcode) {
+    case OPCODE.READ_6: case OPCODE.READ_10: case OPCODE.READ_12: case OPCODE.READ_16:
+    case OPCODE.WRITE_6: case OPCODE.WRITE_10: case OPCODE.WRITE_12: case OPCODE.WRITE_16:
+    case OPCODE.WRITE_AND_VERIFY_10: case OPCODE.WRITE_AND_VERIFY_12: case OPCODE.WRITE_AND_VERIFY_16:
+      return rangeBytes;
+    case OPCODE.VERIFY_10: case OPCODE.VERIFY_12: case OPCODE.VERIFY_16:
+      // BYTCHK 00b: no Data-Out; 01b: the whole range; 11b: one block.
+      if (decoded.byteCheck === 0 || decoded.blocks === 0) return 0;
+      return decoded.byteCheck === 3 ? LOGICAL_BLOCK_SIZE_BYTES : rangeBytes;
+    case OPCODE.COMPARE_AND_WRITE:
+      return 2 * rangeBytes;
+    case OPCODE.WRITE_SAME_10: case OPCODE.WRITE_SAME_16:
+      return decoded.noDataOutBuffer ? 0 : LOGICAL_BLOCK_SIZE_BYTES;
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * The blocks of a WRITE to carry out. When the initiator's Expected Data Transfer Length is below
+ * what the CDB asks, only the Data-Out it sent is written, as FCP-4 §9.4.2 a) and tgt do (the
+ * residual overflow tells it the rest was not transferred); a Data-Out that ends inside a block is
+ * INVALID FIELD IN INFORMATION UNIT and nothing is written (FCP-4's option b).
+ */
+function blocksToWrite(context: CommandContext, blocks: number): number {
+  const sentBytes = context.command.dataOut?.length ?? 0;
+  if (sentBytes >= blocks * LOGICAL_BLOCK_SIZE_BYTES) return blocks;
+  if (sentBytes % LOGICAL_BLOCK_SIZE_BYTES !== 0) throw new ScsiError("InvalidFieldInInformationUnit");
+  return sentBytes / LOGICAL_BLOCK_SIZE_BYTES;
+}
+
 /** The Data-Out a command needs; fewer bytes than that is INVALID FIELD IN INFORMATION UNIT. */
 function dataOutOf(context: CommandContext, lengthBytes: number): Buffer {
   const data = context.command.dataOut;
@@ -120,10 +166,11 @@ export async function write(context: CommandContext): Promise<undefined> {
   checkTransferLength(lu, decoded);
   checkLbaRange(decoded.lba, decoded.blocks, lu.capacityBlocks);
   checkWritable(lu);
-  if (decoded.blocks === 0) return undefined;
-  const data = dataOutOf(context, decoded.blocks * LOGICAL_BLOCK_SIZE_BYTES);
+  const blocks = blocksToWrite(context, decoded.blocks);
+  if (blocks === 0) return undefined;
+  const data = dataOutOf(context, blocks * LOGICAL_BLOCK_SIZE_BYTES);
   const fua = forceUnitAccess(lu, decoded);
-  await lockedWrite(lu, decoded.lba, decoded.blocks, () => lu.device.write(byteOffset(decoded.lba), data, { fua }));
+  await lockedWrite(lu, decoded.lba, blocks, () => lu.device.write(byteOffset(decoded.lba), data, { fua }));
   return undefined;
 }
 
@@ -171,12 +218,13 @@ export async function writeAndVerify(context: CommandContext): Promise<undefined
   checkTransferLength(lu, decoded);
   checkLbaRange(decoded.lba, decoded.blocks, lu.capacityBlocks);
   checkWritable(lu);
-  if (decoded.blocks === 0) return undefined;
-  const lengthBytes = decoded.blocks * LOGICAL_BLOCK_SIZE_BYTES;
+  const blocks = blocksToWrite(context, decoded.blocks);
+  if (blocks === 0) return undefined;
+  const lengthBytes = blocks * LOGICAL_BLOCK_SIZE_BYTES;
   const data = dataOutOf(context, lengthBytes);
   const offset = byteOffset(decoded.lba);
   // The FUA bit position is reserved here; honour WCE = 0 like any other write.
-  await lockedWrite(lu, decoded.lba, decoded.blocks, async () => {
+  await lockedWrite(lu, decoded.lba, blocks, async () => {
     await lu.device.write(offset, data, { fua: !lu.mode.writeCacheEnabled });
     // Verify what the medium now returns (BYTCHK 00b and 01b alike): the read checks every checksum.
     const medium = await lu.device.read(offset, lengthBytes);
@@ -311,11 +359,13 @@ export async function compareAndWrite(context: CommandContext): Promise<undefine
   if (decoded.blocks > lu.limits.maxCompareAndWriteLengthBlocks) throw invalidCdbField(13);
   checkLbaRange(decoded.lba, decoded.blocks, lu.capacityBlocks);
   checkWritable(lu);
-  if (decoded.blocks === 0) return undefined; // SBC-4 §5.3: not an error, nothing compared
   const lengthBytes = decoded.blocks * LOGICAL_BLOCK_SIZE_BYTES;
+  // The Data-Out is the verify data followed by the write data: exactly twice the range. A
+  // NUMBER OF LOGICAL BLOCKS that does not match it (256 blocks wrap to 0 in the one-byte field)
+  // is INVALID FIELD IN CDB, as in tgt and LIO, rather than a guess at what was meant.
   const dataOut = context.command.dataOut;
-  // The Data-Out is the verify data followed by the write data: exactly twice the range.
-  if (dataOut === undefined || dataOut.length !== 2 * lengthBytes) throw invalidCdbField(13);
+  if ((dataOut?.length ?? 0) !== 2 * lengthBytes) throw invalidCdbField(13);
+  if (dataOut === undefined || decoded.blocks === 0) return undefined; // SBC-4 §5.3: not an error, nothing compared
   const offset = byteOffset(decoded.lba);
   const release = await lu.rangeLock.acquire(decoded.lba, decoded.blocks, true);
   try {

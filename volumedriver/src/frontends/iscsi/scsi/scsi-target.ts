@@ -13,6 +13,7 @@ import {
   SCSI_STATUS, type ScsiCommand, type ScsiLogicalUnitConfig, type ScsiNexus, type ScsiResult, type ScsiTarget,
   type ScsiTaskManagementFunction,
 } from "./scsi-types.ts";
+import { requestedTransferBytes } from "./sbc.ts";
 import { PERIPHERAL_NOT_SUPPORTED, reportLunsData, requestSenseWithoutUnit, standardInquiryData } from "./spc.ts";
 import { nexusKeyOf } from "./unit-attention.ts";
 
@@ -91,11 +92,11 @@ export class ScsiTargetImpl implements ScsiTarget, TargetView {
       if (cdb.length < descriptor.usage.length) throw invalidCdbField(0);
       if (this.reservationConflict(unit, command.nexus, nexusKey, descriptor)) return { status: SCSI_STATUS.RESERVATION_CONFLICT };
       const dataIn = await descriptor.handler({ command, lu: unit, nexusKey, target: this });
-      return bounded(dataIn, command);
+      return withTransferLength(bounded(dataIn, command), command);
     } catch (error) {
       if (error instanceof TaskAbortedError) return { status: SCSI_STATUS.TASK_ABORTED };
       if (error instanceof ReservationConflictError) return { status: SCSI_STATUS.RESERVATION_CONFLICT };
-      return checkConditionForError(error, descriptor?.access === "write");
+      return withTransferLength(checkConditionForError(error, descriptor?.access === "write"), command);
     }
   }
 
@@ -124,8 +125,7 @@ export class ScsiTargetImpl implements ScsiTarget, TargetView {
     }
   }
 
-  async taskManagement(nexus: ScsiNexus, fn: ScsiTaskManagementFunction, lun: number, _referencedTaskTag?: number): Promise<number> {
-    const nexusKey = nexusKeyOf(nexus);
+  async taskManagement(_nexus: ScsiNexus, fn: ScsiTaskManagementFunction, lun: number, _referencedTaskTag?: number): Promise<number> {
     switch (fn) {
       case "abort-task":
       case "abort-task-set":
@@ -135,12 +135,12 @@ export class ScsiTargetImpl implements ScsiTarget, TargetView {
       case "lun-reset": {
         const unit = this.units.get(lun);
         if (unit === undefined) return TMF_RESPONSE.LUN_DOES_NOT_EXIST;
-        resetLogicalUnit(unit, nexusKey);
+        resetLogicalUnit(unit, "UaBusDeviceResetFunctionOccurred");
         return TMF_RESPONSE.FUNCTION_COMPLETE;
       }
       case "target-warm-reset":
       case "target-cold-reset":
-        for (const unit of this.units.values()) resetLogicalUnit(unit, nexusKey);
+        for (const unit of this.units.values()) resetLogicalUnit(unit, "UaPowerOnReset");
         return TMF_RESPONSE.FUNCTION_COMPLETE;
       default:
         return TMF_RESPONSE.FUNCTION_NOT_SUPPORTED;
@@ -158,13 +158,14 @@ export class ScsiTargetImpl implements ScsiTarget, TargetView {
 }
 
 /**
- * SAM-5 §6.3.3 logical unit reset: RESERVE(6) released, mode parameters back to their defaults,
- * POWER ON, RESET for the other nexuses. Persistent reservations survive (SPC-5 §5.13.1).
+ * SAM-5 §6.3.3 logical unit reset: RESERVE(6) released, mode parameters back to their defaults, a
+ * unit attention for every nexus (BUS DEVICE RESET FUNCTION OCCURRED after a LOGICAL UNIT RESET,
+ * POWER ON, RESET after a target reset). Persistent reservations survive (SPC-5 §5.13.1).
  */
-function resetLogicalUnit(unit: LogicalUnit, exceptNexusKey: string): void {
+function resetLogicalUnit(unit: LogicalUnit, reason: "UaBusDeviceResetFunctionOccurred" | "UaPowerOnReset"): void {
   unit.legacyReservationHolder = undefined;
   Object.assign(unit.mode, DEFAULT_MODE_PARAMETERS);
-  unit.unitAttentions.reset(exceptNexusKey);
+  unit.unitAttentions.reset(reason);
 }
 
 /** GOOD with Data-In cut to the Expected Data Transfer Length (the transport reports the residual). */
@@ -172,6 +173,12 @@ function bounded(dataIn: Buffer | undefined, command: ScsiCommand): ScsiResult {
   if (dataIn === undefined || dataIn.length === 0) return { status: SCSI_STATUS.GOOD };
   const limit = Math.max(0, command.expectedDataTransferLengthBytes);
   return { status: SCSI_STATUS.GOOD, dataIn: dataIn.length <= limit ? dataIn : dataIn.subarray(0, limit) };
+}
+
+/** Adds the bytes the CDB asked to move, so the transport can report residuals (block commands only). */
+function withTransferLength(result: ScsiResult, command: ScsiCommand): ScsiResult {
+  const transferLengthBytes = requestedTransferBytes(command.cdb);
+  return transferLengthBytes === undefined ? result : { ...result, transferLengthBytes };
 }
 
 /** A target with no logical units yet. */

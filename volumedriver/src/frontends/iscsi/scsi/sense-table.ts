@@ -49,6 +49,7 @@ export type SenseReason =
   | "LogicalUnitOffline"
   | "CommandsClearedByAnotherInitiator"
   | "UaPowerOnReset"
+  | "UaBusDeviceResetFunctionOccurred"
   | "UaReportedLunsDataHasChanged"
   | "UaReservationsPreempted"
   | "UaReservationsReleased"
@@ -83,6 +84,7 @@ export const SENSE_TABLE: Record<SenseReason, SenseCode> = {
   // generic 29h/00h for power on, LUN reset and target reset alike (the libiscsi RESERVE(6)
   // helpers retry on exactly this code).
   UaPowerOnReset: { key: SENSE_KEY.UNIT_ATTENTION, asc: 0x29, ascq: 0x00 },
+  UaBusDeviceResetFunctionOccurred: { key: SENSE_KEY.UNIT_ATTENTION, asc: 0x29, ascq: 0x03 },
   UaItNexusLoss: { key: SENSE_KEY.UNIT_ATTENTION, asc: 0x29, ascq: 0x07 },
   UaReportedLunsDataHasChanged: { key: SENSE_KEY.UNIT_ATTENTION, asc: 0x3f, ascq: 0x0e },
   UaReservationsPreempted: { key: SENSE_KEY.UNIT_ATTENTION, asc: 0x2a, ascq: 0x03 },

@@ -7,7 +7,7 @@ import { crc32c } from "../../../../../alba/src/codec/crc32c.ts";
 import { allocationLength, OPCODE } from "./cdb.ts";
 import type { CommandDescriptor } from "./command-table.ts";
 import {
-  type CommandContext, fitAllocation, LOGICAL_BLOCK_SIZE_BYTES, LOGICAL_BLOCKS_PER_PHYSICAL_BLOCK, type LogicalUnit,
+  type CommandContext, fitAllocation, LOGICAL_BLOCK_SIZE_BYTES, LOGICAL_BLOCKS_PER_CLUSTER, type LogicalUnit,
 } from "./logical-unit.ts";
 import { PROTOCOL_ID_ISCSI } from "./persistent-reservations.ts";
 import { buildFixedSense, invalidCdbField, invalidParameterField, SENSE_TABLE, ScsiError, senseFor } from "./sense-table.ts";
@@ -155,13 +155,13 @@ function blockLimits(lu: LogicalUnit): Buffer {
   const body = Buffer.alloc(0x3c);
   body[0] = 0x01; // WSNZ: WRITE SAME with NUMBER OF LOGICAL BLOCKS 0 is an error
   body[1] = limits.maxCompareAndWriteLengthBlocks;
-  body.writeUInt16BE(LOGICAL_BLOCKS_PER_PHYSICAL_BLOCK, 2); // OPTIMAL TRANSFER LENGTH GRANULARITY
+  body.writeUInt16BE(LOGICAL_BLOCKS_PER_CLUSTER, 2); // OPTIMAL TRANSFER LENGTH GRANULARITY
   body.writeUInt32BE(limits.maxTransferLengthBlocks, 4);
   body.writeUInt32BE(limits.optimalTransferLengthBlocks, 8);
   body.writeUInt32BE(0, 12); // MAXIMUM PREFETCH LENGTH: PRE-FETCH is not supported
   body.writeUInt32BE(limits.maxUnmapLbaCountBlocks, 16);
   body.writeUInt32BE(limits.maxUnmapBlockDescriptorCount, 20);
-  body.writeUInt32BE(LOGICAL_BLOCKS_PER_PHYSICAL_BLOCK, 24); // OPTIMAL UNMAP GRANULARITY
+  body.writeUInt32BE(LOGICAL_BLOCKS_PER_CLUSTER, 24); // OPTIMAL UNMAP GRANULARITY
   body.writeUInt32BE(0x80000000, 28); // UGAVALID = 1, UNMAP GRANULARITY ALIGNMENT 0
   body.writeBigUInt64BE(BigInt(limits.maxWriteSameLengthBlocks), 32);
   return body;

@@ -82,13 +82,12 @@ export class UnitAttentions {
   }
 
   /**
-   * A reset (LUN RESET, TARGET RESET): every other nexus's queue is replaced by POWER ON, RESET
-   * (SAM-5 §6.3.3: a reset clears older conditions).
+   * A reset (LUN RESET, TARGET RESET): every nexus's queue, the one that asked for the reset
+   * included, is replaced by the reset's condition (SAM-5 §6.3.3: a logical unit reset establishes
+   * a unit attention for every I_T nexus and clears older conditions).
    */
-  reset(exceptNexusKey?: string): void {
-    for (const key of this.queues.keys()) {
-      if (key !== exceptNexusKey) this.queues.set(key, ["UaPowerOnReset"]);
-    }
+  reset(reason: SenseReason): void {
+    for (const key of this.queues.keys()) this.queues.set(key, [reason]);
   }
 
   /** The nexus is gone (logout, connection loss): a new one with the same name starts fresh. */
