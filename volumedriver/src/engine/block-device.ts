@@ -22,8 +22,12 @@ export interface BlockDevice {
   readonly name: string;
   readonly sizeBytes: number;
   readonly readOnly: boolean;
-  /** Byte-granular read; the range must lie inside the device. */
-  read(offsetBytes: number, lengthBytes: number): Promise<Buffer>;
+  /**
+   * Byte-granular read; the range must lie inside the device. `into` (at least lengthBytes long) is
+   * a buffer the result may be read into (a view of its start is returned then); an implementation
+   * may ignore it and return a buffer of its own.
+   */
+  read(offsetBytes: number, lengthBytes: number, into?: Buffer): Promise<Buffer>;
   /**
    * Byte-granular write; partial clusters are read-modify-written. Resolves once in the write buffer.
    * Keeps no reference to `data` once the promise settles: callers may reuse the buffer (the NBD

@@ -255,7 +255,7 @@ export class VolumeEngine implements VolumeInterface, WriteBufferMember, Journal
     }
   }
 
-  async read(offsetBytes: number, lengthBytes: number): Promise<Buffer> {
+  async read(offsetBytes: number, lengthBytes: number, into?: Buffer): Promise<Buffer> {
     this.checkRange(offsetBytes, lengthBytes, "read");
     return this.tracked(async () => {
       this.counters.readOps++;
@@ -264,7 +264,9 @@ export class VolumeEngine implements VolumeInterface, WriteBufferMember, Journal
       const firstCluster = Math.floor(offsetBytes / CLUSTER_SIZE_BYTES);
       const endCluster = Math.ceil((offsetBytes + lengthBytes) / CLUSTER_SIZE_BYTES);
       const aligned = offsetBytes % CLUSTER_SIZE_BYTES === 0 && lengthBytes % CLUSTER_SIZE_BYTES === 0;
-      const buffer = Buffer.allocUnsafe((endCluster - firstCluster) * CLUSTER_SIZE_BYTES);
+      // A cluster-aligned read fills the caller's buffer directly (see BlockDevice.read).
+      const buffer = aligned && into !== undefined && into.length >= lengthBytes
+        ? into.subarray(0, lengthBytes) : Buffer.allocUnsafe((endCluster - firstCluster) * CLUSTER_SIZE_BYTES);
       const touchedBackend = await this.readClusters(firstCluster, endCluster - firstCluster, buffer, false, this.ownLookup);
       this.notePattern(firstCluster, endCluster, touchedBackend);
       if (aligned) return buffer;

@@ -179,8 +179,8 @@ class VdiskLunDevice implements BlockDevice {
     return volume;
   }
 
-  read(offsetBytes: number, lengthBytes: number): Promise<Buffer> {
-    return this.current().read(offsetBytes, lengthBytes);
+  read(offsetBytes: number, lengthBytes: number, into?: Buffer): Promise<Buffer> {
+    return this.current().read(offsetBytes, lengthBytes, into);
   }
 
   write(offsetBytes: number, data: Uint8Array, options?: WriteOptions): Promise<void> {

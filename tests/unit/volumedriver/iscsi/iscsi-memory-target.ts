@@ -57,8 +57,15 @@ export class MemoryScsiTarget implements ScsiTarget {
     this.executed.push(command);
     if (this.holdOpcodes.has(command.cdb[0])) {
       await new Promise<void>((resolve) => {
-        this.held.push(resolve);
-        command.signal?.addEventListener("abort", () => resolve(), { once: true });
+        // Released by releaseHeld() or, as a long SCSI operation would notice, by the abort flag.
+        const poll = setInterval(() => {
+          if (command.signal?.aborted === true) release();
+        }, 5);
+        const release = (): void => {
+          clearInterval(poll);
+          resolve();
+        };
+        this.held.push(release);
       });
       if (command.signal?.aborted === true) return { status: SCSI_STATUS.TASK_ABORTED };
     }

@@ -116,9 +116,10 @@ export class IscsiConnection {
 
   // ---- SessionConnection ----
 
-  send(pdu: TargetPdu): void {
+  /** Queues a PDU; onFlushed as in PduWriter.send (never called once the connection is closed). */
+  send(pdu: TargetPdu, onFlushed?: () => void): void {
     if (this.phase === "closed") return;
-    this.writer.send(pdu);
+    this.writer.send(pdu, onFlushed);
   }
 
   /** After the Logout Response: end our side; drop the socket if the initiator lingers. */

@@ -25,13 +25,22 @@ export class PduWriter {
     return !this.socket.destroyed && this.socket.writable;
   }
 
-  send(pdu: TargetPdu): void {
+  /**
+   * Queues one PDU. onFlushed runs once the socket no longer needs its bytes (written to the kernel,
+   * or the socket was destroyed), so a pooled data buffer may be given back then; it never runs when
+   * the socket was already unusable.
+   */
+  send(pdu: TargetPdu, onFlushed?: () => void): void {
     if (!this.usable) return;
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
       process.nextTick(this.uncorkNow);
     }
-    for (const part of encodePdu(pdu, this.digests)) this.socket.write(part);
+    const parts = encodePdu(pdu, this.digests);
+    const last = parts.length - 1;
+    for (let index = 0; index < last; index++) this.socket.write(parts[index]);
+    // The stream writes in order: the last part's callback comes after every part of this PDU.
+    this.socket.write(parts[last], onFlushed === undefined ? undefined : () => onFlushed());
   }
 }

@@ -3,12 +3,14 @@
 // long, and the status either in the last Data-In (phase collapse, S bit: GOOD without sense) or in
 // a SCSI Response that carries the sense data. Residuals compare the bytes the command wanted with
 // the initiator's Expected Data Transfer Length.
+import { payloadBufferPool } from "../nbd/payload-buffer-pool.ts";
 import { SCSI_RESPONSE } from "./iscsi-errors.ts";
 import { RESERVED_TAG, type TargetPdu } from "./iscsi-pdu.ts";
 import { SCSI_STATUS, type ScsiResult } from "./scsi/scsi-types.ts";
 
 export interface ResponseContext {
-  send(pdu: TargetPdu): void;
+  /** Queues a PDU; onFlushed runs once its bytes left (or can no longer leave) for the socket. */
+  send(pdu: TargetPdu, onFlushed?: () => void): void;
   numbers(advanceStatSN: boolean): { statSN: number; expCmdSN: number; maxCmdSN: number };
   initiatorMaxRecvDataSegmentLengthBytes: number;
   maxBurstLengthBytes: number;
@@ -98,7 +100,9 @@ function sendDataIn(context: ResponseContext, command: RespondedCommand, dataIn:
       lun: command.lunField, initiatorTaskTag: command.initiatorTaskTag, targetTransferTag: RESERVED_TAG, ...context.numbers(withStatus),
       dataSN: command.dataSNCount++, bufferOffset: offset, residualCount: withStatus ? status.residual.residualCount : 0,
       data: dataIn.subarray(offset, end),
-    });
+    // Data-In from the payload pool (READ, sbc.ts) goes back to it once sent; other buffers are
+    // ignored by release().
+    }, last ? () => payloadBufferPool.release(dataIn) : undefined);
     offset = end;
     if (end === burstEnd) burstStart = end;
   }

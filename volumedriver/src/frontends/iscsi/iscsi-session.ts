@@ -4,6 +4,7 @@
 // results back as Data-In with phase-collapsed status or a SCSI Response; NOP-Out/In; Text
 // (SendTargets); Logout; task management. Protocol errors become Reject PDUs (iscsi-errors.ts) and,
 // when ErrorRecoveryLevel 0 cannot repair them, the end of the connection and so of the session.
+import { payloadBufferPool } from "../nbd/payload-buffer-pool.ts";
 import type { Logger } from "pino";
 import { commandResult, respondToCommand, type ResponseContext } from "./iscsi-response.ts";
 import { CommandWindow } from "./iscsi-command-window.ts";
@@ -38,7 +39,7 @@ const TMF_FUNCTION = {
 
 /** What the session needs from its connection. */
 export interface SessionConnection {
-  send(pdu: TargetPdu): void;
+  send(pdu: TargetPdu, onFlushed?: () => void): void;
   /** "host:port" the initiator reached us on (for SendTargets). */
   readonly localHost: string;
   readonly localPort: number;
@@ -130,7 +131,7 @@ export class IscsiSession {
     this.nexus = identity.target === undefined ? undefined
       : nexusFor(identity.initiatorName, identity.isid, identity.target.name, directory.settings.targetPortalGroupTag);
     this.responseContext = {
-      send: (pdu) => this.connection.send(pdu),
+      send: (pdu, onFlushed) => this.connection.send(pdu, onFlushed),
       numbers: (advance) => this.numbers(advance),
       initiatorMaxRecvDataSegmentLengthBytes: this.parameters.initiatorMaxRecvDataSegmentLengthBytes,
       maxBurstLengthBytes: this.parameters.maxBurstLengthBytes,
@@ -299,6 +300,9 @@ export class IscsiSession {
     const task = new ScsiTask(pdu.initiatorTaskTag, lun as number, pdu.lun, pdu.cmdSN, pdu.immediate, cdb, edtl, pdu.read, pdu.write,
       TASK_ATTRIBUTES[pdu.taskAttribute], pdu.final, parameters);
     const problem = task.immediateData(data);
+    // The reader copies a data segment that spans socket chunks into a pooled buffer: now copied
+    // into the task, it can go back (release() ignores views of socket chunks).
+    payloadBufferPool.release(data);
     if (problem !== undefined) return this.violation(problem, bhs, "immediate data");
     this.tasks.set(task.initiatorTaskTag, task);
     if (task.immediate) this.immediateInFlight++;
@@ -315,6 +319,7 @@ export class IscsiSession {
       return;
     }
     const problem = task.dataOutReceived(pdu);
+    if (pdu.data !== undefined) payloadBufferPool.release(pdu.data); // copied into the task (see scsiCommand)
     if (problem !== undefined) {
       this.violation(problem, bhs, `Data-Out DataSN ${pdu.dataSN} offset ${pdu.bufferOffset} TTT 0x${pdu.targetTransferTag.toString(16)}`);
       if (problem === "DataOutOutOfSequence") this.failCollectingTask(task, "DataPhaseError");
@@ -352,7 +357,7 @@ export class IscsiSession {
       result = await target.scsiTarget.execute({
         nexus: this.nexus as ScsiNexus, lun: task.lun, cdb: task.cdb, dataOut: task.dataOut,
         expectedDataTransferLengthBytes: task.expectedDataTransferLength, taskAttribute: task.taskAttribute,
-        signal: task.abortController.signal,
+        signal: task,
       });
     } catch (error) {
       // The ScsiTarget contract is never to reject: this is a bug below the transport.

@@ -1,8 +1,9 @@
 // One SCSI task of a session: the command, the Data-Out it still expects and the R2Ts outstanding
 // for it (RFC 7143 §4.2.5: immediate data, unsolicited Data-Out up to FirstBurstLength, then R2Ts of
 // at most MaxBurstLength each, at most MaxOutstandingR2T at a time), its AbortController for task
-// management, and the promise that settles when it is finished (answered or aborted).
+// management, and a promise that settles when it is finished (answered or aborted).
 // With DataPDUInOrder=Yes every data sequence must arrive at increasing offsets, without gaps.
+import { payloadBufferPool } from "../nbd/payload-buffer-pool.ts";
 import type { ProtocolViolation } from "./iscsi-errors.ts";
 import type { DataOutPdu } from "./iscsi-pdu.ts";
 import { RESERVED_TAG } from "./iscsi-pdu.ts";
@@ -37,8 +38,8 @@ export interface DataPhaseLimits {
 
 export class ScsiTask {
   state: TaskState = "collecting";
+  /** Set by abort(); the SCSI layer polls it (ScsiCommand.signal) in long operations. */
   aborted = false;
-  readonly abortController = new AbortController();
   /** Data-In and R2T PDUs sent (ExpDataSN of the SCSI Response, RFC 7143 §11.4.8). */
   dataSNCount = 0;
   readonly dataOut: Buffer | undefined;
@@ -51,8 +52,8 @@ export class ScsiTask {
   private nextR2tOffset = 0;
   private nextR2tSN = 0;
   private readonly outstanding = new Map<number, OutstandingR2t>();
-  private settle: () => void = () => undefined;
-  readonly finished: Promise<void>;
+  /** Callers of finished waiting for finish() (created only when someone waits: most tasks are never awaited). */
+  private finishWaiters: Array<() => void> | undefined;
 
   constructor(
     readonly initiatorTaskTag: number,
@@ -69,10 +70,9 @@ export class ScsiTask {
     final: boolean,
     private readonly limits: DataPhaseLimits,
   ) {
-    this.finished = new Promise((resolve) => {
-      this.settle = resolve;
-    });
-    this.dataOut = write && expectedDataTransferLength > 0 ? Buffer.allocUnsafe(expectedDataTransferLength) : undefined;
+    // Large Data-Out buffers come from the pool the NBD receive path uses (fresh multi-MiB buffers
+    // cost page faults and GC sweeping at every command); finish() gives them back.
+    this.dataOut = write && expectedDataTransferLength > 0 ? payloadBufferPool.take(expectedDataTransferLength) : undefined;
     this.unsolicitedLimit = limits.initialR2T ? 0 : Math.min(limits.firstBurstLengthBytes, expectedDataTransferLength);
     // With InitialR2T=Yes no unsolicited Data-Out may follow (only immediate data, RFC 7143 §13.10).
     this.unsolicitedDone = final || this.unsolicitedLimit === 0;
@@ -149,17 +149,31 @@ export class ScsiTask {
     return requests;
   }
 
-  /** Marks the task aborted: its result is dropped and its signal fires (SAM-5 §7.2). */
+  /** Settles once the task is finished (answered or aborted). */
+  get finished(): Promise<void> {
+    if (this.state === "finished") return Promise.resolve();
+    return new Promise((resolve) => {
+      (this.finishWaiters ??= []).push(resolve);
+    });
+  }
+
+  /** Marks the task aborted: its result is dropped and the SCSI layer sees `aborted` (SAM-5 §7.2). */
   abort(): void {
     if (this.aborted) return;
     this.aborted = true;
     this.outstanding.clear();
-    this.abortController.abort();
     if (this.state === "collecting") this.finish();
   }
 
+  /**
+   * The task is done: answered (its ScsiTarget.execute settled, so the SCSI layer and the device no
+   * longer use the Data-Out, per the BlockDevice contract) or aborted before it executed.
+   */
   finish(): void {
+    if (this.state === "finished") return;
     this.state = "finished";
-    this.settle();
+    if (this.dataOut !== undefined) payloadBufferPool.release(this.dataOut);
+    for (const resolve of this.finishWaiters ?? []) resolve();
+    this.finishWaiters = undefined;
   }
 }

@@ -7,6 +7,7 @@ import { type DecodedBlockCdb, allocationLength, checkLbaRange, decodeBlockCdb, 
 import {
   type CommandContext, fitAllocation, LOGICAL_BLOCK_SIZE_BYTES, LOGICAL_BLOCKS_PER_PHYSICAL_BLOCK_EXPONENT, type LogicalUnit,
 } from "./logical-unit.ts";
+import { payloadBufferPool } from "../../nbd/payload-buffer-pool.ts";
 import { invalidCdbField, invalidParameterField, ScsiError, throwIfAborted } from "./sense-table.ts";
 
 // ---- shared checks ---------------------------------------------------------------------------
@@ -146,7 +147,10 @@ export async function read(context: CommandContext): Promise<Buffer | undefined>
   checkLbaRange(decoded.lba, decoded.blocks, lu.capacityBlocks);
   if (decoded.blocks === 0) return undefined;
   // DPO is a cache hint we ignore; FUA on a read needs nothing: every read sees acknowledged writes.
-  return lu.device.read(byteOffset(decoded.lba), decoded.blocks * LOGICAL_BLOCK_SIZE_BYTES);
+  // Large reads go into a pooled buffer that the transport gives back once the Data-In is sent
+  // (iscsi-response.ts). A failed read keeps it: parts of the read may still be landing in it.
+  const lengthBytes = decoded.blocks * LOGICAL_BLOCK_SIZE_BYTES;
+  return lu.device.read(byteOffset(decoded.lba), lengthBytes, payloadBufferPool.take(lengthBytes));
 }
 
 /** Writes under the shared range lock, so a COMPARE AND WRITE to the range is atomic. */

@@ -31,6 +31,11 @@ export interface ScsiNexus {
 
 export type ScsiTaskAttribute = "simple" | "ordered" | "head-of-queue" | "aca";
 
+/** What the SCSI layer reads of an abort: whether it happened. */
+export interface ScsiAbortFlag {
+  readonly aborted: boolean;
+}
+
 export interface ScsiCommand {
   nexus: ScsiNexus;
   /** The LUN as the initiator addressed it (flat, 0-16383). */
@@ -42,8 +47,11 @@ export interface ScsiCommand {
   /** The initiator's Expected Data Transfer Length: the SCSI layer never returns more Data-In than this (the transport reports residuals). */
   expectedDataTransferLengthBytes: number;
   taskAttribute: ScsiTaskAttribute;
-  /** Set when a task management function aborted the command: a long operation may stop early. */
-  signal?: AbortSignal;
+  /**
+   * `aborted` turns true when a task management function aborted the command: a long operation
+   * may stop early. (An AbortSignal fits; the transport passes its task, cheaper per command.)
+   */
+  signal?: ScsiAbortFlag;
 }
 
 export interface ScsiResult {

@@ -5,7 +5,7 @@
 // scsi/ picks a sense key. Sense data is built in fixed format (SPC-5 §4.4.3): D_SENSE in the
 // control mode page is 0 and not changeable.
 import { isVolumeError, type VolumeErrorKind } from "../../../engine/block-device.ts";
-import { SCSI_STATUS, type ScsiResult } from "./scsi-types.ts";
+import { SCSI_STATUS, type ScsiAbortFlag, type ScsiResult } from "./scsi-types.ts";
 
 /** SPC-5 §4.4.1 Table 28. */
 export const SENSE_KEY = {
@@ -215,7 +215,7 @@ export class TaskAbortedError extends Error {
   }
 }
 
-export function throwIfAborted(signal: AbortSignal | undefined): void {
+export function throwIfAborted(signal: ScsiAbortFlag | undefined): void {
   if (signal?.aborted === true) throw new TaskAbortedError();
 }
 

@@ -8,9 +8,17 @@ import type { SenseReason } from "./sense-table.ts";
 /** The most unit attentions kept per nexus; older ones are dropped first (they describe older events). */
 export const UNIT_ATTENTION_QUEUE_DEPTH_MAX = 16;
 
+const nexusKeys = new WeakMap<object, string>();
+
 /** The key of an I_T nexus: reservations and unit attentions are per nexus (SAM-5 §4.7). */
 export function nexusKeyOf(nexus: { initiatorPort: string; targetPort: string }): string {
-  return `${nexus.initiatorPort}|${nexus.targetPort}`;
+  // Every command asks: remember the key per nexus object (a session passes the same one each time).
+  let key = nexusKeys.get(nexus);
+  if (key === undefined) {
+    key = `${nexus.initiatorPort}|${nexus.targetPort}`;
+    nexusKeys.set(nexus, key);
+  }
+  return key;
 }
 
 /** How a command meets a pending unit attention (SPC-5 §5.14 / SAM-5 §5.14). */
