@@ -1,7 +1,8 @@
 // Writes target PDUs to one connection's socket with the negotiated digests. Each PDU is written in
 // one synchronous run of socket.write() calls, so PDUs never interleave; the socket is corked from
-// the first PDU of a tick until process.nextTick, so everything produced in one tick leaves in one
-// writev (a Data-In burst with its status, several responses).
+// the first PDU until setImmediate, so everything produced in one turn of the event loop (the
+// responses of all commands whose I/O completed in it, a Data-In burst with its status) leaves in
+// one writev: with 32 commands in flight this took 4 KiB writes from ~44k to ~46k IOPS.
 import type { Duplex } from "node:stream";
 import { type DigestSettings, encodePdu, NO_DIGESTS, type TargetPdu } from "./iscsi-pdu.ts";
 import { OUTPUT_QUEUED_BYTES_MAX } from "./iscsi-settings.ts";
@@ -35,7 +36,7 @@ export class PduWriter {
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
-      process.nextTick(this.uncorkNow);
+      setImmediate(this.uncorkNow);
     }
     const parts = encodePdu(pdu, this.digests);
     const last = parts.length - 1;

@@ -74,36 +74,56 @@ interface RangeWaiter extends LockedRange {
  * arrival order among overlapping requests, so COMPARE AND WRITE is not starved.
  */
 export class RangeLock {
-  private readonly held: LockedRange[] = [];
+  private readonly held = new Set<LockedRange>();
   private readonly waiting: RangeWaiter[] = [];
+  /** Exclusive ranges held or waiting: while 0, a shared request conflicts with nothing. */
+  private exclusiveCount = 0;
 
   private static conflicts(a: LockedRange, b: LockedRange): boolean {
     return (a.exclusive || b.exclusive) && a.startBlock < b.endBlock && b.startBlock < a.endBlock;
   }
 
   private grantable(request: LockedRange, waitersBefore: readonly LockedRange[]): boolean {
-    return !this.held.some((range) => RangeLock.conflicts(range, request))
-      && !waitersBefore.some((range) => RangeLock.conflicts(range, request));
+    if (!request.exclusive && this.exclusiveCount === 0) return true;
+    for (const range of this.held) if (RangeLock.conflicts(range, request)) return false;
+    return !waitersBefore.some((range) => RangeLock.conflicts(range, request));
+  }
+
+  /**
+   * The release function when the range can be held at once (always, for a shared range while no
+   * COMPARE AND WRITE holds or waits), else undefined: then use acquire().
+   */
+  tryAcquire(startBlock: number, blocks: number, exclusive: boolean): (() => void) | undefined {
+    const request: LockedRange = { startBlock, endBlock: startBlock + Math.max(blocks, 1), exclusive };
+    if (!this.grantable(request, this.waiting)) return undefined;
+    this.hold(request);
+    return () => this.release(request);
   }
 
   /** Resolves with a release function once the range is held. */
   acquire(startBlock: number, blocks: number, exclusive: boolean): Promise<() => void> {
+    const now = this.tryAcquire(startBlock, blocks, exclusive);
+    if (now !== undefined) return Promise.resolve(now);
     const request: LockedRange = { startBlock, endBlock: startBlock + Math.max(blocks, 1), exclusive };
-    const release = (): void => {
-      const index = this.held.indexOf(request);
-      if (index >= 0) this.held.splice(index, 1);
-      this.wake();
-    };
-    if (this.grantable(request, this.waiting)) {
-      this.held.push(request);
-      return Promise.resolve(release);
-    }
+    if (exclusive) this.exclusiveCount++;
     return new Promise((resolve) => {
       this.waiting.push({ ...request, grant: () => {
-        this.held.push(request);
-        resolve(release);
+        if (exclusive) this.exclusiveCount--; // hold() counts it again
+        this.hold(request);
+        resolve(() => this.release(request));
       } });
     });
+  }
+
+  private hold(request: LockedRange): void {
+    this.held.add(request);
+    if (request.exclusive) this.exclusiveCount++;
+  }
+
+  private release(request: LockedRange): void {
+    if (!this.held.delete(request)) return;
+    if (request.exclusive) this.exclusiveCount--;
+    this.wake();
   }
 
   private wake(): void {
@@ -119,7 +139,7 @@ export class RangeLock {
   }
 
   get heldCount(): number {
-    return this.held.length;
+    return this.held.size;
   }
 }
 

@@ -52,6 +52,17 @@ function checkWritable(lu: LogicalUnit): void {
  * §11.4.5), on success and failure alike.
  */
 export function requestedTransferBytes(cdb: Buffer): number | undefined {
+  // The common commands first, without decoding the whole CDB (this runs for every command).
+  switch (cdb[0]) {
+    case OPCODE.READ_10: case OPCODE.WRITE_10:
+      if (cdb.length >= 10) return cdb.readUInt16BE(7) * LOGICAL_BLOCK_SIZE_BYTES;
+      break;
+    case OPCODE.READ_16: case OPCODE.WRITE_16:
+      if (cdb.length >= 16) return cdb.readUInt32BE(10) * LOGICAL_BLOCK_SIZE_BYTES;
+      break;
+    default:
+      break;
+  }
   let decoded: DecodedBlockCdb | undefined;
   try {
     decoded = decodeBlockCdb(cdb);
@@ -155,7 +166,7 @@ export async function read(context: CommandContext): Promise<Buffer | undefined>
 
 /** Writes under the shared range lock, so a COMPARE AND WRITE to the range is atomic. */
 async function lockedWrite(lu: LogicalUnit, lba: number, blocks: number, write: () => Promise<void>): Promise<void> {
-  const release = await lu.rangeLock.acquire(lba, blocks, false);
+  const release = lu.rangeLock.tryAcquire(lba, blocks, false) ?? await lu.rangeLock.acquire(lba, blocks, false);
   try {
     await write();
   } finally {
