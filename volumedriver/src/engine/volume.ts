@@ -3,6 +3,7 @@
 // its in-memory tail) -> read cache -> ranged backend reads of just the needed clusters, coalesced;
 // every cluster read is checked against the CRC the metadata holds, so corruption is an I/O error,
 // never wrong data. Requests are validated by the frontends; here the same checks raise VolumeError.
+import { IoLatency } from "./io-latency.ts";
 import { rm, unlink } from "node:fs/promises";
 import type { Logger } from "pino";
 import { crc32c } from "../../../alba/src/codec/crc32c.ts";
@@ -103,6 +104,8 @@ export class VolumeEngine implements VolumeInterface, WriteBufferMember, Journal
   };
   /** Writes waiting for room in the write buffer right now. */
   private stalledWritesNow = 0;
+  /** Service times of reads, writes and flushes (stats().latency, the StorageDriver's /metrics). */
+  private readonly latency = new IoLatency();
   private lastReadEndCluster = -1;
   private sequentialReads = 0;
   private prefetchedUpToCluster = 0;
@@ -257,6 +260,15 @@ export class VolumeEngine implements VolumeInterface, WriteBufferMember, Journal
 
   async read(offsetBytes: number, lengthBytes: number, into?: Buffer): Promise<Buffer> {
     this.checkRange(offsetBytes, lengthBytes, "read");
+    const startMs = performance.now();
+    try {
+      return await this.readTracked(offsetBytes, lengthBytes, into);
+    } finally {
+      this.latency.read.observe((performance.now() - startMs) / 1000);
+    }
+  }
+
+  private readTracked(offsetBytes: number, lengthBytes: number, into?: Buffer): Promise<Buffer> {
     return this.tracked(async () => {
       this.counters.readOps++;
       this.counters.readBytes += lengthBytes;
@@ -440,16 +452,22 @@ export class VolumeEngine implements VolumeInterface, WriteBufferMember, Journal
     this.checkWritable("write");
     this.counters.writeOps++;
     this.counters.writeBytes += data.length;
+    const startMs = performance.now();
     // Fast path (the common aligned write with room to spare): no extra promises or closures.
     if (data.length > 0 && !options.fua && offsetBytes % CLUSTER_SIZE_BYTES === 0 && data.length % CLUSTER_SIZE_BYTES === 0
       && this.writeBuffer.admitsAtOnce(data.length) && !this.journal.congested) {
       this.appendClusters(offsetBytes / CLUSTER_SIZE_BYTES, data);
+      this.latency.write.observe((performance.now() - startMs) / 1000);
       return;
     }
-    await this.tracked(async () => {
-      if (data.length > 0) await this.writeData(offsetBytes, data);
-      if (options.fua) await this.journal.flush();
-    });
+    try {
+      await this.tracked(async () => {
+        if (data.length > 0) await this.writeData(offsetBytes, data);
+        if (options.fua) await this.journal.flush();
+      });
+    } finally {
+      this.latency.write.observe((performance.now() - startMs) / 1000);
+    }
   }
 
   private async admit(lengthBytes: number): Promise<void> {
@@ -527,10 +545,15 @@ export class VolumeEngine implements VolumeInterface, WriteBufferMember, Journal
 
   async flush(): Promise<void> {
     if (this.closed) throw new VolumeError("Closed", `vDisk ${this.name} is closed`);
-    await this.tracked(async () => {
-      this.counters.flushOps++;
-      await this.journal.flush();
-    });
+    const startMs = performance.now();
+    try {
+      await this.tracked(async () => {
+        this.counters.flushOps++;
+        await this.journal.flush();
+      });
+    } finally {
+      this.latency.flush.observe((performance.now() - startMs) / 1000);
+    }
   }
 
   async trim(offsetBytes: number, lengthBytes: number): Promise<void> {
@@ -874,6 +897,7 @@ export class VolumeEngine implements VolumeInterface, WriteBufferMember, Journal
       stalledWritesNow: this.stalledWritesNow,
       flushSyncs: this.journal.flushSyncCount,
       backendTlogNumber: this.backendTlogNumber,
+      latency: this.latency.snapshot(),
     };
   }
 

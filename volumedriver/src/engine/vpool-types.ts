@@ -1,5 +1,6 @@
 // Public types of a vPool: the set of vDisks of one backend and one set of cache settings, as hosted
 // by one StorageDriver on this host. The implementation is in vpool.ts (openVPool).
+import type { IoKind, LatencyHistogramSnapshot } from "./io-latency.ts";
 import type { Logger } from "pino";
 import type { ObjectStore } from "../backend/object-store.ts";
 import type { BlockDevice } from "./block-device.ts";
@@ -134,6 +135,8 @@ export interface VolumeStats {
   stalledWritesNow: number;
   /** Number of the last TLog known to be on the backend (0: none). */
   backendTlogNumber: number;
+  /** Service-time histograms of reads, writes and flushes (io-latency.ts). */
+  latency: Record<IoKind, LatencyHistogramSnapshot>;
 }
 
 export interface Volume extends BlockDevice {

@@ -5,6 +5,7 @@
 // in front of it is where users and tokens will be checked).
 import type { FastifyInstance, FastifyPluginAsync } from "fastify";
 import type { Logger } from "pino";
+import type { Registry } from "prom-client";
 import type { VPool } from "../engine/vpool-types.ts";
 import { createApiServer } from "./api-server.ts";
 import type { BackendOperationSummary } from "./backend-opener.ts";
@@ -33,6 +34,8 @@ export interface ManagementApiOptions {
   afterChange?: () => Promise<void>;
   /** Where a vDisk is served over iSCSI, shown in its details; undefined when it is not. */
   iscsiLunOf?: (vdisk: string) => IscsiLunAddress | undefined;
+  /** Prometheus metrics (metrics.ts) served at GET /metrics; without it the route answers 404. */
+  metrics?: Registry;
 }
 
 /** A vDisk's logical unit: the vPool's target, its LUN, and libiscsi's URL of it. */
@@ -49,7 +52,8 @@ export const MANAGEMENT_ROUTE_LIST: readonly string[] = [
   "POST /vdisks/:name/rollback", "POST /vdisks/:name/template", "POST /vdisks/:name/scrub",
   "GET /tasks", "GET /tasks/:id", "GET /health",
 ];
-export const MANAGEMENT_ROUTES = MANAGEMENT_ROUTE_LIST.join(", ");
+/** The routes of this API alone: the vDisk routes and the Prometheus endpoint (not proxied by the framework). */
+export const MANAGEMENT_ROUTES = [...MANAGEMENT_ROUTE_LIST, "GET /metrics"].join(", ");
 
 /** The registry of background tasks a StorageDriver keeps, with errors told as the API tells them. */
 export function createTaskRegistry(nowMs?: () => number): TaskRegistry {
@@ -71,6 +75,10 @@ export function buildManagementApi(options: ManagementApiOptions): FastifyInstan
   void app.register(snapshotRoutes(options.vpool, tasks));
   void app.register(taskRoutes(tasks));
   void app.register(healthRoutes(options));
+  const metrics = options.metrics;
+  if (metrics !== undefined) {
+    app.get("/metrics", async (_request, reply) => reply.type(metrics.contentType).send(await metrics.metrics()));
+  }
   return app;
 }
 

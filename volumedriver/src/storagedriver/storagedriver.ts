@@ -23,6 +23,7 @@ import { describeBackendSpec } from "./backend-spec.ts";
 import type { IscsiFrontendConfig, NbdFrontendConfig, StorageDriverConfig } from "./config.ts";
 import { VpoolIscsiTarget } from "./iscsi-luns.ts";
 import { buildManagementApi, createTaskRegistry } from "./management-api.ts";
+import { createStorageDriverMetrics } from "./metrics.ts";
 import { vpoolExportRegistry, type VPoolExportRegistry } from "./nbd-exports.ts";
 import type { TaskRegistry } from "./task-registry.ts";
 
@@ -150,6 +151,7 @@ export async function runStorageDriver(config: StorageDriverConfig): Promise<num
       app = buildManagementApi({
         vpool, backendDescription, tasks, logger: logger.child({ component: "management-api" }),
         backendStats: (namespace) => summarizeNamespaceStats(instrumented, namespace),
+        metrics: createStorageDriverMetrics({ vpool, instrumented }),
         ...(lunTarget === undefined || iscsiUrl === undefined ? {} : {
           afterChange: () => lunTarget.sync(),
           iscsiLunOf: (name: string) => {
