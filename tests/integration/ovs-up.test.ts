@@ -96,6 +96,13 @@ describe("ovs up: single-host cluster", function () {
     const health = await api("GET", "/health");
     assert.equal(health.status, 200, JSON.stringify(health.body));
     assert.equal(health.body.status, "ok");
+    // Prometheus: the framework's own metrics and the StorageDriver's, both announced at start.
+    assert.match(cluster.stdout, new RegExp(`Prometheus metrics on ${escape(apiUrl)}/metrics \\(framework\\) and http://127\\.0\\.0\\.1:${storagedriverPort}/metrics`));
+    const frameworkMetrics = await (await fetch(`${apiUrl}/metrics`, { signal: AbortSignal.timeout(30_000) })).text();
+    assert.match(frameworkMetrics, /^ovs_storagedriver_up\{vpool="vpool1"\} 1$/m);
+    assert.match(frameworkMetrics, /^ovs_api_requests_total\{route="\/api\/health",method="GET",status="200"\} 1$/m);
+    const storagedriverMetrics = await (await fetch(`http://127.0.0.1:${storagedriverPort}/metrics`, { signal: AbortSignal.timeout(30_000) })).text();
+    assert.match(storagedriverMetrics, /^ovs_vdisk_write_ops_total\{vdisk="demo",vpool="vpool1"\} \d+$/m);
     const demo = await api("GET", "/vdisks/demo");
     assert.equal(demo.status, 200);
     assert.equal(demo.body.sizeBytes, 10 * GIB);

@@ -1,22 +1,25 @@
 // The framework API (what `ovs` talks to): /api/vdisks, /api/tasks and /api/health, one plugin each,
-// with the project's shared Fastify settings and error handling. It listens on loopback by default;
-// it has no authentication yet.
+// and Prometheus metrics at /metrics, with the project's shared Fastify settings and error handling.
+// It listens on loopback by default; it has no authentication yet.
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import { createApiServer } from "../../../volumedriver/src/storagedriver/api-server.ts";
 import { installErrorHandlers } from "../../../volumedriver/src/storagedriver/http-errors.ts";
+import type { FrameworkMetrics } from "./framework-metrics.ts";
 import { healthRoutes } from "./health-routes.ts";
 import type { StorageDriverClient } from "./storagedriver-client.ts";
 import { MANAGEMENT_ROUTE_LIST } from "../../../volumedriver/src/storagedriver/management-api.ts";
 import { taskRoutes } from "./task-routes.ts";
 import { vdiskRoutes } from "./vdisk-routes.ts";
 
-export const FRAMEWORK_ROUTES = MANAGEMENT_ROUTE_LIST.map((route) => route.replace(" /", " /api/")).join(", ");
+export const FRAMEWORK_ROUTES = [...MANAGEMENT_ROUTE_LIST.map((route) => route.replace(" /", " /api/")), "GET /metrics"].join(", ");
 
 export interface FrameworkApiOptions {
   storagedriver: StorageDriverClient;
   logger?: Logger;
   nowMs?: () => number;
+  /** Prometheus metrics served at GET /metrics; the API's own requests are counted in them. */
+  metrics?: FrameworkMetrics;
 }
 
 export function buildFrameworkApi(options: FrameworkApiOptions): FastifyInstance {
@@ -25,5 +28,10 @@ export function buildFrameworkApi(options: FrameworkApiOptions): FastifyInstance
   void app.register(vdiskRoutes(options.storagedriver), { prefix: "/api" });
   void app.register(taskRoutes(options.storagedriver), { prefix: "/api" });
   void app.register(healthRoutes(options.storagedriver, options.nowMs ?? Date.now), { prefix: "/api" });
+  const metrics = options.metrics;
+  if (metrics !== undefined) {
+    metrics.instrument(app);
+    app.get("/metrics", async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
+  }
   return app;
 }

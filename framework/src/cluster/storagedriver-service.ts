@@ -50,6 +50,9 @@ export class StorageDriverService {
   private readonly options: StorageDriverServiceOptions;
   private readonly supervisor: ProcessSupervisor;
   private started = false;
+  /** Ready and not exited since (ovs_storagedriver_up). */
+  private ready = false;
+  private unexpectedExitCount = 0;
   private resolveGaveUp: (exit: ChildExit) => void = () => {};
   private resolveFirstReady: (message: ReadyMessage) => void = () => {};
   private resolveFirstExit: (exit: ChildExit) => void = () => {};
@@ -98,13 +101,28 @@ export class StorageDriverService {
 
   /** SIGTERM, then SIGKILL after STORAGEDRIVER_STOP_TIMEOUT_MS; no more restarts. */
   stop(): Promise<ChildExit | undefined> {
+    this.ready = false;
     return this.supervisor.stop();
+  }
+
+  /** For the framework's metrics (SupervisedStorageDriver). */
+  get vpool(): string {
+    return this.options.vpool;
+  }
+
+  up(): boolean {
+    return this.ready;
+  }
+
+  unexpectedExits(): number {
+    return this.unexpectedExitCount;
   }
 
   private onMessage(message: unknown): void {
     if (!isReadyMessage(message)) {
       return;
     }
+    this.ready = true;
     this.options.client.baseUrl = message.url;
     this.options.logger.info({ url: message.url, pid: message.pid }, "storagedriver ready");
     if (this.started) {
@@ -114,6 +132,8 @@ export class StorageDriverService {
   }
 
   private onUnexpectedExit(exit: ChildExit, restartInMs: number | undefined): void {
+    this.ready = false;
+    this.unexpectedExitCount++;
     this.options.logger.error({ exit, restartInMs }, "storagedriver exited unexpectedly");
     const { vpool, logFile, output } = this.options;
     if (!this.started) {

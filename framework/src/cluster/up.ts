@@ -16,6 +16,7 @@ import path from "node:path";
 import { pino } from "pino";
 import { formatSizeBytes, GIB } from "../../../volumedriver/src/storagedriver/size.ts";
 import { buildFrameworkApi } from "../api/framework-api.ts";
+import { createFrameworkMetrics } from "../api/framework-metrics.ts";
 import { StorageDriverClient } from "../api/storagedriver-client.ts";
 import { applyOverrides, loadOrCreateClusterConfig, saveClusterConfig, type ClusterConfig, type ClusterConfigOverrides, type ListenAddress } from "./cluster-config.ts";
 import { acquirePidFile, processExists, readPidFile } from "./pid-file.ts";
@@ -131,7 +132,8 @@ async function runCluster(dataDirectory: string, options: UpOptions, output: Out
   }
   output.out(`storagedriver ${vpool.name} management API on ${started.message.url} (pid ${started.message.pid}, log ${paths.storagedriverLog})`);
 
-  const app = buildFrameworkApi({ storagedriver, logger: logger.child({ component: "api" }) });
+  const metrics = createFrameworkMetrics({ storagedrivers: [service] });
+  const app = buildFrameworkApi({ storagedriver, logger: logger.child({ component: "api" }), metrics });
   try {
     await app.listen({ host: config.api.host, port: config.api.port });
   } catch (error) {
@@ -145,6 +147,7 @@ async function runCluster(dataDirectory: string, options: UpOptions, output: Out
   }
   const apiUrl = urlOf(config.api);
   output.out(`framework API on ${apiUrl}/api (vDisks: ${apiUrl}/api/vdisks)`);
+  output.out(`Prometheus metrics on ${apiUrl}/metrics (framework) and ${started.message.url}/metrics (storagedriver ${vpool.name})`);
   if (!isLoopback(config.api.host)) {
     output.err(`warning: the framework API has no authentication yet and listens on ${config.api.host}: keep it on loopback`);
   }
