@@ -36,6 +36,9 @@ TEST_PACKAGES=(
   "qemu-block-extra:"
   "libiscsi-bin:iscsi-test-cu"
   "tgt:tgtd"
+  # The dashboard's browser test (tests/interop/dashboard-browser.test.ts) drives Debian's chromium
+  # with playwright-core (no browser download).
+  "chromium:chromium"
   # Later: etcd (several hosts).
   # "etcd-server:etcd"
 )

@@ -29,6 +29,7 @@ const TOOL_PACKAGES = {
   "iscsi-test-cu": "libiscsi-bin",
   tgtd: "tgt",
   tgtadm: "tgt",
+  chromium: "chromium",
   "qemu-block-iscsi": "qemu-block-extra",
 } as const;
 

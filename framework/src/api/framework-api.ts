@@ -1,10 +1,11 @@
 // The framework API (what `ovs` talks to): /api/vdisks, /api/tasks and /api/health, one plugin each,
-// and Prometheus metrics at /metrics, with the project's shared Fastify settings and error handling.
+// Prometheus metrics at /metrics and the dashboard at /, with the project's shared Fastify settings and error handling.
 // It listens on loopback by default; it has no authentication yet.
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import { createApiServer } from "../../../volumedriver/src/storagedriver/api-server.ts";
 import { installErrorHandlers } from "../../../volumedriver/src/storagedriver/http-errors.ts";
+import { DASHBOARD_ROUTES, dashboardRoutes } from "./dashboard-routes.ts";
 import type { FrameworkMetrics } from "./framework-metrics.ts";
 import { healthRoutes } from "./health-routes.ts";
 import type { StorageDriverClient } from "./storagedriver-client.ts";
@@ -12,7 +13,7 @@ import { MANAGEMENT_ROUTE_LIST } from "../../../volumedriver/src/storagedriver/m
 import { taskRoutes } from "./task-routes.ts";
 import { vdiskRoutes } from "./vdisk-routes.ts";
 
-export const FRAMEWORK_ROUTES = [...MANAGEMENT_ROUTE_LIST.map((route) => route.replace(" /", " /api/")), "GET /metrics"].join(", ");
+export const FRAMEWORK_ROUTES = [...MANAGEMENT_ROUTE_LIST.map((route) => route.replace(" /", " /api/")), "GET /metrics", ...DASHBOARD_ROUTES].join(", ");
 
 export interface FrameworkApiOptions {
   storagedriver: StorageDriverClient;
@@ -28,6 +29,7 @@ export function buildFrameworkApi(options: FrameworkApiOptions): FastifyInstance
   void app.register(vdiskRoutes(options.storagedriver), { prefix: "/api" });
   void app.register(taskRoutes(options.storagedriver), { prefix: "/api" });
   void app.register(healthRoutes(options.storagedriver, options.nowMs ?? Date.now), { prefix: "/api" });
+  void app.register(dashboardRoutes());
   const metrics = options.metrics;
   if (metrics !== undefined) {
     metrics.instrument(app);

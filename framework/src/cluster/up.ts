@@ -147,6 +147,7 @@ async function runCluster(dataDirectory: string, options: UpOptions, output: Out
   }
   const apiUrl = urlOf(config.api);
   output.out(`framework API on ${apiUrl}/api (vDisks: ${apiUrl}/api/vdisks)`);
+  output.out(`dashboard on ${apiUrl}/`);
   output.out(`Prometheus metrics on ${apiUrl}/metrics (framework) and ${started.message.url}/metrics (storagedriver ${vpool.name})`);
   if (!isLoopback(config.api.host)) {
     output.err(`warning: the framework API has no authentication yet and listens on ${config.api.host}: keep it on loopback`);
