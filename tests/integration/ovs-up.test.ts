@@ -96,6 +96,11 @@ describe("ovs up: single-host cluster", function () {
     const health = await api("GET", "/health");
     assert.equal(health.status, 200, JSON.stringify(health.body));
     assert.equal(health.body.status, "ok");
+    // Operators find the processes by role with ps (process titles).
+    const storagedriverPid = readPidFile(path.join(firstData, "storagedrivers", "vpool1.pid"));
+    assert.ok(storagedriverPid !== undefined);
+    assert.match(await readFile(`/proc/${cluster.pid}/cmdline`, "utf8"), /^ovs-framework/);
+    assert.match(await readFile(`/proc/${storagedriverPid}/cmdline`, "utf8"), /^ovs-storagedriver vpool1/);
     // Prometheus: the framework's own metrics and the StorageDriver's, both announced at start.
     assert.match(cluster.stdout, new RegExp(`Prometheus metrics on ${escape(apiUrl)}/metrics \\(framework\\) and http://127\\.0\\.0\\.1:${storagedriverPort}/metrics`));
     const frameworkMetrics = await (await fetch(`${apiUrl}/metrics`, { signal: AbortSignal.timeout(30_000) })).text();

@@ -76,6 +76,8 @@ program.command("up")
     + "or local (default: DIR/backend)")
   .action((options: UpCommandOptions) => run(async () => {
     const { runUp } = await import("../cluster/up.ts");
+    // Operators find the processes of a cluster with ps: each names its role.
+    process.title = "ovs-framework";
     // Certificate paths are the operator's, relative to where they typed the command; store them absolute.
     const nbdTlsCert = options.nbdTlsCert === undefined ? undefined : path.resolve(options.nbdTlsCert);
     const nbdTlsKey = options.nbdTlsKey === undefined ? undefined : path.resolve(options.nbdTlsKey);
@@ -95,6 +97,7 @@ program.command("storagedriver")
     const { loadStorageDriverConfig } = await import("../../../volumedriver/src/storagedriver/config.ts");
     const { runStorageDriver } = await import("../../../volumedriver/src/storagedriver/storagedriver.ts");
     const config = await loadStorageDriverConfig(options.config);
+    process.title = `ovs-storagedriver ${config.vpool}`;
     process.exit(await runStorageDriver(config));
   }));
 
