@@ -1,9 +1,10 @@
 // Goal: `ovs up` (what `npm start` runs) brings a single-host cluster up on loopback with the demo
-// vDisk, serves the framework API that the `ovs vdisk` CLI uses, serves the vDisks over NBD,
-// restarts a StorageDriver that dies, refuses a second `ovs up` on the same directory, stops cleanly
+// vDisk on its own Alba backend (3 ASDs and a proxy), serves the framework API that the `ovs vdisk`
+// CLI uses, serves the vDisks over NBD, restarts a StorageDriver or an ASD that dies, refuses a second `ovs up` on the same directory, stops cleanly
 // on SIGINT within 30 s, reopens everything on a second start, and on a fresh host whose backend is a copy of the old one finds
 // the vDisks again without recreating the demo vDisk.
 import assert from "node:assert/strict";
+import { readdirSync, readFileSync } from "node:fs";
 import { cp, readFile } from "node:fs/promises";
 import path from "node:path";
 import { requireTool, runToolOk } from "../helpers/nbd-tools.ts";
@@ -183,6 +184,29 @@ describe("ovs up: single-host cluster", function () {
     assert.deepEqual(await vdiskNames(), ["demo", "keep"]);
   });
 
+  it("runs Alba (3 ASDs and a proxy) as the vPool's backend and restarts a killed ASD; the data stays readable", async function () {
+    requireTool(this, "qemu-io");
+    const cluster = harnesses.at(-1)!;
+    assert.match(cluster.stdout, /^alba backend \S+ \(new, preset single-host\): 3 ASDs, proxy on http:\/\/127\.0\.0\.1:\d+$/m);
+    const health = await api("GET", "/health");
+    assert.match(health.body.storagedrivers[0].health.backend, /^alba/);
+    const children = (): Array<{ pid: number; title: string }> => childProcessesOf(cluster.pid);
+    const asds = children().filter((child) => child.title.startsWith("ovs-asd "));
+    assert.equal(asds.length, 3, JSON.stringify(children()));
+    assert.ok(children().some((child) => child.title === "ovs-alba-proxy"), JSON.stringify(children()));
+    // Data through NBD lands on Alba; with one ASD killed and back, it still reads.
+    await runToolOk("qemu-io", ["-f", "raw", `nbd://127.0.0.1:${nbdPort}/keep`, "-c", "write -P 0x5c 1M 3M", "-c", "flush"]);
+    assert.ok(killPid(asds[0].pid, "SIGKILL"));
+    const deadlineMs = Date.now() + 30_000;
+    while (children().filter((child) => child.title.startsWith("ovs-asd ")).length < 3 || children().some((child) => child.pid === asds[0].pid)) {
+      assert.ok(Date.now() < deadlineMs, `the ASD was not restarted: ${JSON.stringify(children())}`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    assert.match(cluster.stderr, /asd-\d exited unexpectedly \(killed by SIGKILL\): restarting in 1 s/);
+    const read = await runToolOk("qemu-io", ["-f", "raw", `nbd://127.0.0.1:${nbdPort}/keep`, "-c", "read -P 0x5c 1M 3M"]);
+    assert.doesNotMatch(read.stdout, /Pattern verification failed/);
+  });
+
   it("stops cleanly on SIGINT within 30 s, and a second start reopens everything", async function () {
     await stop(harnesses.at(-1)!);
     const cluster = await up(firstData);
@@ -197,7 +221,8 @@ describe("ovs up: single-host cluster", function () {
 
   it("a fresh host with a copy of the backend finds the vDisks and does not recreate demo", async function () {
     const freshData = path.join(await tempDirs.make("fresh"), "data");
-    await cp(path.join(firstData, "backend"), path.join(freshData, "backend"), { recursive: true });
+    // The managed Alba backend: its ASD directories and the backend's metadata (disks moved to a new host).
+    await cp(path.join(firstData, "alba"), path.join(freshData, "alba"), { recursive: true });
     const cluster = await up(freshData);
     assert.match(cluster.stdout, /new cluster/);
     assert.match(cluster.stdout, /found 1 vDisks on the backend \(keep\): not creating the demo vDisk/);
@@ -209,6 +234,23 @@ describe("ovs up: single-host cluster", function () {
     await stop(cluster);
   });
 });
+
+/** The direct children of a process with their titles (from /proc; Linux only). */
+function childProcessesOf(parentPid: number): Array<{ pid: number; title: string }> {
+  const children: Array<{ pid: number; title: string }> = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const parent = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (parent !== parentPid) continue;
+      children.push({ pid: Number(entry), title: readFileSync(`/proc/${entry}/cmdline`, "utf8").replace(/\0+$/, "").replace(/\0/g, " ") });
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  return children;
+}
 
 function escape(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");

@@ -59,7 +59,7 @@ const program = new Command("ovs")
   .showHelpAfterError();
 
 program.command("up")
-  .description("run a single-host cluster on loopback: a StorageDriver serving the vDisks over NBD and iSCSI, the framework API and a demo vDisk")
+  .description("run a single-host cluster on loopback: an Alba backend (3 ASDs, a proxy), a StorageDriver serving the vDisks over NBD and iSCSI, the framework API, the dashboard and a demo vDisk")
   .option("--data <dir>", "data directory (created on first start)", "./data")
   .option("--api-host <host>", "framework API address (default 127.0.0.1, or the value in DIR/config.json)")
   .option("--api-port <port>", "framework API port (default 8500)", parsePort)
@@ -73,7 +73,7 @@ program.command("up")
   .option("--iscsi-port <port>", "iSCSI port (default 3260)", parsePort)
   .option("--backend <url>", "object store of the vPool: s3://HOST:PORT/BUCKET[?tls=1] (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION), "
     + "swift://HOST:PORT/auth/v1.0 (ST_USER, ST_KEY; Keystone v3 when OS_AUTH_URL is set), alba://HOST:PORT[?preset=NAME] (an Alba proxy), "
-    + "or local (default: DIR/backend)")
+    + "local (DIR/backend), or managed-alba (the default for a new cluster: 3 ASDs and a proxy under DIR/alba, run by ovs up)")
   .action((options: UpCommandOptions) => run(async () => {
     const { runUp } = await import("../cluster/up.ts");
     // Operators find the processes of a cluster with ps: each names its role.

@@ -38,12 +38,30 @@ export interface IscsiFrontendEntry extends ListenAddress {
   allowedInitiators?: unknown;
 }
 
+/**
+ * The Alba backend `ovs up` runs itself (alba-service.ts): ASDs under DIRECTORY/asd-N, the backend
+ * directory DIRECTORY/backend, a proxy. Ports are fixed: the backend records each ASD by address.
+ */
+export interface ManagedAlbaEntry {
+  type: "managed-alba";
+  /** Relative to the data directory. */
+  directory: string;
+  /** Where the proxy listens; the ASDs listen on the same host. */
+  proxy: ListenAddress;
+  /** One ASD per entry, each its own fault domain. */
+  asds: Array<{ nodeId: string; port: number }>;
+}
+
 export interface VPoolEntry {
   name: string;
   /** Relative to the data directory. */
   directory: string;
-  /** local: a directory relative to the data directory; s3 / swift: a server (credentials from the environment); alba: a proxy. */
-  backend: { type: "local"; path: string } | S3BackendSpec | SwiftBackendSpec | AlbaBackendSpec;
+  /**
+   * managed-alba (the default): an Alba backend `ovs up` runs itself; local: a directory relative to
+   * the data directory; s3 / swift: a server (credentials from the environment); alba: a proxy
+   * someone else runs.
+   */
+  backend: ManagedAlbaEntry | { type: "local"; path: string } | S3BackendSpec | SwiftBackendSpec | AlbaBackendSpec;
   storagedriver: ListenAddress;
   /** vPool settings that differ from the engine's defaults. */
   settings: Record<string, number>;
@@ -67,6 +85,20 @@ export const STORAGEDRIVER_PORT_DEFAULT = 8510;
 export const NBD_PORT_DEFAULT = 10809;
 export const ISCSI_PORT_DEFAULT = 3260;
 export const VPOOL_NAME_DEFAULT = "vpool1";
+/** The managed Alba proxy; its ASDs take the next ports. */
+export const ALBA_PROXY_PORT_DEFAULT = 8600;
+export const ALBA_ASD_COUNT = 3;
+
+/** A managed Alba backend on loopback: the proxy on proxyPort, ASD N on asdPorts[N - 1], node ids node-N. */
+export function managedAlbaEntry(proxyPort = ALBA_PROXY_PORT_DEFAULT,
+  asdPorts: readonly number[] = Array.from({ length: ALBA_ASD_COUNT }, (_, index) => ALBA_PROXY_PORT_DEFAULT + 1 + index)): ManagedAlbaEntry {
+  return {
+    type: "managed-alba",
+    directory: "alba",
+    proxy: { host: LOOPBACK_HOST, port: proxyPort },
+    asds: asdPorts.map((port, index) => ({ nodeId: `node-${index + 1}`, port })),
+  };
+}
 
 /** What the command line may override; undefined: keep the stored or default value. */
 export interface ClusterConfigOverrides {
@@ -82,7 +114,10 @@ export interface ClusterConfigOverrides {
   nbdTlsKey?: string;
   iscsiHost?: string;
   iscsiPort?: number;
-  /** `ovs up --backend`: s3://HOST:PORT/BUCKET[?tls=1], swift://HOST:PORT/auth/v1.0 or alba://HOST:PORT; "local" goes back to DIR/backend. */
+  /**
+   * `ovs up --backend`: s3://HOST:PORT/BUCKET[?tls=1], swift://HOST:PORT/auth/v1.0 or alba://HOST:PORT
+   * (a proxy run elsewhere); "local" for DIR/backend; "managed-alba" for the Alba backend ovs up runs.
+   */
   backend?: string;
 }
 
@@ -97,7 +132,7 @@ export function defaultClusterConfig(nowIso: string): ClusterConfig {
     vpools: [{
       name: VPOOL_NAME_DEFAULT,
       directory: `vpools/${VPOOL_NAME_DEFAULT}`,
-      backend: { type: "local", path: "backend" },
+      backend: managedAlbaEntry(),
       storagedriver: { host: LOOPBACK_HOST, port: STORAGEDRIVER_PORT_DEFAULT },
       settings: {},
     }],
@@ -106,8 +141,10 @@ export function defaultClusterConfig(nowIso: string): ClusterConfig {
 
 export function applyOverrides(config: ClusterConfig, overrides: ClusterConfigOverrides, environment: NodeJS.ProcessEnv = process.env): ClusterConfig {
   const updated: ClusterConfig = structuredClone(config);
-  if (overrides.backend !== undefined) {
-    updated.vpools[0].backend = overrides.backend === "local" ? { type: "local", path: "backend" } : backendSpecFromUrl(overrides.backend, environment);
+  if (overrides.backend !== undefined && !(overrides.backend === "managed-alba" && updated.vpools[0].backend.type === "managed-alba")) {
+    updated.vpools[0].backend = overrides.backend === "local" ? { type: "local", path: "backend" }
+      : overrides.backend === "managed-alba" ? managedAlbaEntry()
+        : backendSpecFromUrl(overrides.backend, environment);
   }
   if (overrides.apiHost !== undefined) updated.api.host = overrides.apiHost;
   if (overrides.apiPort !== undefined) updated.api.port = overrides.apiPort;
@@ -194,13 +231,23 @@ export function checkClusterConfig(value: unknown, where: string): ClusterConfig
   if (typeof vpool.name !== "string" || typeof vpool.directory !== "string") {
     throw new Error(`${where}: "vpools[0]" must have a name, a directory and a backend {"type": "local", "path": ...}`);
   }
-  parseBackendSpec(vpool.backend, "/", `${where}: "vpools[0].backend"`);
+  if (vpool.backend?.type === "managed-alba") checkManagedAlba(vpool.backend, where);
+  else parseBackendSpec(vpool.backend, "/", `${where}: "vpools[0].backend"`);
   const tls = config.frontends?.nbd.tls;
   if (tls !== undefined && (!["allow", "require"].includes(tls.mode) || typeof tls.certificateFile !== "string" || typeof tls.keyFile !== "string")) {
     throw new Error(`${where}: "frontends.nbd.tls" must be like {"mode": "require", "certificateFile": "/etc/ovs/nbd-cert.pem", "keyFile": "/etc/ovs/nbd-key.pem"} (mode allow or require)`);
   }
   vpool.settings ??= {};
   return config as ClusterConfig;
+}
+
+function checkManagedAlba(entry: ManagedAlbaEntry, where: string): void {
+  const example = `{"type": "managed-alba", "directory": "alba", "proxy": {"host": "127.0.0.1", "port": ${ALBA_PROXY_PORT_DEFAULT}}, "asds": [{"nodeId": "node-1", "port": ${ALBA_PROXY_PORT_DEFAULT + 1}}, ...]}`;
+  const asdsValid = Array.isArray(entry.asds) && entry.asds.length >= 3
+    && entry.asds.every((asd) => typeof asd?.nodeId === "string" && asd.nodeId.length > 0 && isPort(asd.port));
+  if (typeof entry.directory !== "string" || typeof entry.proxy?.host !== "string" || !isPort(entry.proxy.port) || !asdsValid) {
+    throw new Error(`${where}: "vpools[0].backend" of type managed-alba must be like ${example} (at least 3 ASDs)`);
+  }
 }
 
 /** Writes DIR/config.json atomically (temporary file, then rename). */

@@ -4,14 +4,15 @@
 // (the StorageDriver flushes and uploads) within 30 s. Layout of DIR:
 //   config.json                  cluster config (paths relative to DIR)
 //   ovs.pid                      lock: one `ovs up` per data directory
-//   backend/                     the local object store (one namespace per vDisk)
+//   alba/                        the managed Alba backend (default): asd-1..3/, backend/ (metadata)
+//   backend/                     the local object store (one namespace per vDisk), with --backend local
 //   vpools/<vpool>/              the vPool's local data: write buffer, metadata
 //   storagedrivers/<vpool>.json  the StorageDriver config, written on every start
 //   storagedrivers/<vpool>.pid   the StorageDriver's PID while it runs
-//   logs/                        framework.log, storagedriver-<vpool>.log
+//   logs/                        framework.log, storagedriver-<vpool>.log, asd-N.log, alba-proxy.log
 import { readFileSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
-import { isIP } from "node:net";
+import { createServer, isIP } from "node:net";
 import path from "node:path";
 import { pino } from "pino";
 import { formatSizeBytes, GIB } from "../../../volumedriver/src/storagedriver/size.ts";
@@ -19,6 +20,7 @@ import { buildFrameworkApi } from "../api/framework-api.ts";
 import { createFrameworkMetrics } from "../api/framework-metrics.ts";
 import { StorageDriverClient } from "../api/storagedriver-client.ts";
 import { applyOverrides, loadOrCreateClusterConfig, saveClusterConfig, type ClusterConfig, type ClusterConfigOverrides, type ListenAddress } from "./cluster-config.ts";
+import { ManagedAlba } from "./alba-service.ts";
 import { acquirePidFile, processExists, readPidFile } from "./pid-file.ts";
 import { describeExit } from "./process-supervisor.ts";
 import { STORAGEDRIVER_STOP_TIMEOUT_MS, StorageDriverService, type Output } from "./storagedriver-service.ts";
@@ -100,7 +102,8 @@ interface StopRequest {
 
 async function runCluster(dataDirectory: string, options: UpOptions, output: Output, stop: StopRequest): Promise<number> {
   const loaded = await loadOrCreateClusterConfig(dataDirectory, new Date().toISOString());
-  const config = applyOverrides(loaded.config, options);
+  let config = applyOverrides(loaded.config, options);
+  if (loaded.created) config = await withFreeAlbaPorts(config);
   await saveClusterConfig(dataDirectory, config);
   const paths = pathsOf(dataDirectory, config);
   const vpool = config.vpools[0];
@@ -113,6 +116,21 @@ async function runCluster(dataDirectory: string, options: UpOptions, output: Out
   logger.info({ dataDirectory, created: loaded.created }, "ovs up starting");
   output.out(`ovs data directory ${dataDirectory}${loaded.created ? " (new cluster)" : ""}`);
 
+  // The managed Alba backend comes up before the StorageDriver that stores its vDisks on it.
+  let alba: ManagedAlba | undefined;
+  if (vpool.backend.type === "managed-alba") {
+    alba = new ManagedAlba({ entry: vpool.backend, dataDirectory, logDirectory: path.dirname(paths.frameworkLog), output, logger: logger.child({ component: "alba" }) });
+    try {
+      await alba.start();
+    } catch (error) {
+      output.err(`ovs cannot start the Alba backend: ${(error as Error).message}; see ${path.dirname(paths.frameworkLog)}/asd-*.log and alba-proxy.log`);
+      return 1;
+    }
+  }
+  const stopAlba = async (): Promise<void> => {
+    await alba?.stop();
+  };
+
   const storagedriver = new StorageDriverClient({
     vpool: vpool.name, baseUrl: urlOf(vpool.storagedriver), logHint: paths.storagedriverLog,
   });
@@ -120,6 +138,7 @@ async function runCluster(dataDirectory: string, options: UpOptions, output: Out
     vpool: vpool.name, configFile: paths.storagedriverConfig, logFile: paths.storagedriverLog, client: storagedriver, output, logger,
   });
   const started = await service.start(stop.requested);
+  if (started.outcome !== "ready") await stopAlba();
   if (started.outcome === "abandoned") {
     return 0;
   }
@@ -143,6 +162,7 @@ async function runCluster(dataDirectory: string, options: UpOptions, output: Out
       : (error as Error).message;
     output.err(`ovs cannot serve the framework API: ${reason}`);
     await service.stop();
+    await stopAlba();
     return 1;
   }
   const apiUrl = urlOf(config.api);
@@ -186,6 +206,8 @@ async function runCluster(dataDirectory: string, options: UpOptions, output: Out
     : "ovs stopping: the storagedriver could not be kept running");
   await app.close();
   const exit = await service.stop();
+  // After the StorageDriver: it flushed and uploaded its vDisks to Alba on the way out.
+  await stopAlba();
   const clean = gaveUpExit === undefined && (exit === undefined || exit.code === 0);
   logger.info({ exit, clean }, "ovs up stopped");
   if (clean) {
@@ -237,12 +259,59 @@ function commandLineMentions(pid: number, word: string): boolean {
   }
 }
 
+/** The StorageDriver's backend spec: the local directory, the managed Alba proxy, or the spec as configured. */
+function storageDriverBackend(backend: ClusterConfig["vpools"][number]["backend"], paths: Paths): unknown {
+  if (backend.type === "local") return { type: "local", path: paths.backend };
+  if (backend.type === "managed-alba") return { type: "alba", proxyUrl: `http://${backend.proxy.host}:${backend.proxy.port}` };
+  return backend;
+}
+
+/**
+ * A new cluster's managed Alba takes the default ports when they are free, else free ones (another
+ * cluster or service on this host); they are stored in config.json and kept from then on.
+ */
+async function withFreeAlbaPorts(config: ClusterConfig): Promise<ClusterConfig> {
+  const backend = config.vpools[0].backend;
+  if (backend.type !== "managed-alba") return config;
+  const wanted = [backend.proxy.port, ...backend.asds.map((asd) => asd.port)];
+  const free = await Promise.all(wanted.map((port) => portIsFree(backend.proxy.host, port)));
+  if (free.every(Boolean)) return config;
+  const chosen = await freePortsOn(backend.proxy.host, wanted.length);
+  const updated = structuredClone(config);
+  updated.vpools[0].backend = { ...backend, proxy: { ...backend.proxy, port: chosen[0] }, asds: backend.asds.map((asd, index) => ({ ...asd, port: chosen[index + 1] })) };
+  return updated;
+}
+
+function portIsFree(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once("error", () => resolve(false));
+    server.listen(port, host, () => server.close(() => resolve(true)));
+  });
+}
+
+/** `count` distinct ports free on `host` a moment ago (all held open together, so none repeats). */
+async function freePortsOn(host: string, count: number): Promise<number[]> {
+  const servers = Array.from({ length: count }, () => createServer());
+  try {
+    return await Promise.all(servers.map((server) => new Promise<number>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(0, host, () => {
+        const address = server.address();
+        resolve(typeof address === "object" && address !== null ? address.port : 0);
+      });
+    })));
+  } finally {
+    await Promise.all(servers.map((server) => new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()))));
+  }
+}
+
 async function writeStorageDriverConfig(paths: Paths, config: ClusterConfig): Promise<void> {
   const vpool = config.vpools[0];
   const storagedriverConfig = {
     vpool: vpool.name,
     directory: paths.vpoolDirectory,
-    backend: vpool.backend.type === "local" ? { type: "local", path: paths.backend } : vpool.backend,
+    backend: storageDriverBackend(vpool.backend, paths),
     managementApi: vpool.storagedriver,
     nbd: config.frontends.nbd,
     iscsi: config.frontends.iscsi,
