@@ -19,7 +19,7 @@ export function dashboardRoutes(): FastifyPluginAsync {
   const files = ASSETS.map((asset) => ({ ...asset, body: readFileSync(path.join(DASHBOARD_DIRECTORY, asset.file)) }));
   return async (app) => {
     for (const asset of files) {
-      app.get(asset.route, async (_request, reply) => reply.type(asset.type).header("cache-control", "no-cache").send(asset.body));
+      app.get(asset.route, { schema: { hide: true } }, async (_request, reply) => reply.type(asset.type).header("cache-control", "no-cache").send(asset.body));
     }
   };
 }

@@ -1,6 +1,9 @@
 // The framework API (what `ovs` talks to): /api/vdisks, /api/tasks and /api/health, one plugin each,
 // Prometheus metrics at /metrics and the dashboard at /, with the project's shared Fastify settings and error handling.
 // It listens on loopback by default; it has no authentication yet.
+import { readFileSync } from "node:fs";
+import swagger from "@fastify/swagger";
+import swaggerUi from "@fastify/swagger-ui";
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import { createApiServer } from "../../../volumedriver/src/storagedriver/api-server.ts";
@@ -13,7 +16,10 @@ import { MANAGEMENT_ROUTE_LIST } from "../../../volumedriver/src/storagedriver/m
 import { taskRoutes } from "./task-routes.ts";
 import { vdiskRoutes } from "./vdisk-routes.ts";
 
-export const FRAMEWORK_ROUTES = [...MANAGEMENT_ROUTE_LIST.map((route) => route.replace(" /", " /api/")), "GET /metrics", ...DASHBOARD_ROUTES].join(", ");
+export const FRAMEWORK_ROUTES = [...MANAGEMENT_ROUTE_LIST.map((route) => route.replace(" /", " /api/")), "GET /api/docs", "GET /metrics", ...DASHBOARD_ROUTES].join(", ");
+
+/** The version in the OpenAPI document (the package's). */
+const FRAMEWORK_API_VERSION = (JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string }).version;
 
 export interface FrameworkApiOptions {
   storagedriver: StorageDriverClient;
@@ -26,6 +32,15 @@ export interface FrameworkApiOptions {
 export function buildFrameworkApi(options: FrameworkApiOptions): FastifyInstance {
   const app = createApiServer(options.logger);
   installErrorHandlers(app, FRAMEWORK_ROUTES);
+  // OpenAPI from the routes' JSON schemas (registered before them, so every route is seen), browsable
+  // at /api/docs and as JSON at /api/docs/json; the UI's assets come from the package, not the network.
+  void app.register(swagger, {
+    openapi: {
+      info: { title: "Open vStorage framework API", version: FRAMEWORK_API_VERSION, description: "vDisks, snapshots, clones, templates, scrubs and tasks of the cluster" },
+      servers: [],
+    },
+  });
+  void app.register(swaggerUi, { routePrefix: "/api/docs" });
   void app.register(vdiskRoutes(options.storagedriver), { prefix: "/api" });
   void app.register(taskRoutes(options.storagedriver), { prefix: "/api" });
   void app.register(healthRoutes(options.storagedriver, options.nowMs ?? Date.now), { prefix: "/api" });
@@ -33,7 +48,8 @@ export function buildFrameworkApi(options: FrameworkApiOptions): FastifyInstance
   const metrics = options.metrics;
   if (metrics !== undefined) {
     metrics.instrument(app);
-    app.get("/metrics", async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
+    app.get("/metrics", { schema: { description: "Prometheus metrics of the framework (text format)" } },
+      async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
   }
   return app;
 }
