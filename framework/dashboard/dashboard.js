@@ -83,6 +83,36 @@ function renderOverview(health, vdiskCount) {
   byId("uptime").textContent = health === undefined ? "–" : `${health.uptimeSeconds} s`;
 }
 
+function renderBackend(backend) {
+  if (backend === undefined) {
+    byId("backend-summary").textContent = "backend unreachable";
+    byId("asd-rows").replaceChildren();
+    return;
+  }
+  const asds = backend.asds ?? [];
+  const up = asds.filter((asd) => asd.health === "up").length;
+  byId("backend-summary").textContent = backend.proxyUrl === undefined ? backend.type
+    : `Alba (${backend.type}): proxy ${backend.proxyUrl}, ${up} of ${asds.length} ASDs up`;
+  byId("asd-rows").replaceChildren(...asds.map((asd) => {
+    const tr = document.createElement("tr");
+    tr.dataset.asd = asd.asdId;
+    tr.dataset.health = asd.health;
+    const fill = document.createElement("td");
+    if (asd.capacityBytes > 0) {
+      const bar = document.createElement("span");
+      bar.className = "fill";
+      const level = document.createElement("span");
+      level.style.width = `${Math.min(100, (100 * asd.usedBytes) / asd.capacityBytes).toFixed(1)}%`;
+      bar.append(level);
+      fill.append(bar, formatBytes(asd.usedBytes));
+    } else {
+      fill.textContent = "–";
+    }
+    tr.append(cell(asd.asdId.slice(0, 8)), cell(asd.nodeId), cell(asd.health), fill);
+    return tr;
+  }));
+}
+
 function renderVdisks(rows) {
   const body = byId("vdisk-rows");
   body.replaceChildren(...rows.map(({ info, stats, rates }) => {
@@ -197,6 +227,7 @@ async function refresh() {
       showMessage(error.message);
     }
     renderOverview(health, health === undefined ? undefined : vdisks.length);
+    renderBackend(await api("GET", "/backend").catch(() => undefined));
     if (state.selected === undefined || !vdisks.some((vdisk) => vdisk.name === state.selected)) state.selected = vdisks[0]?.name;
     const nowMs = Date.now();
     const rows = await Promise.all(vdisks.map(async (info) => {

@@ -1,5 +1,6 @@
 // Goal: the dashboard works in a real browser against a real cluster. `ovs up` runs on loopback;
-// Debian's chromium (driven by playwright-core) opens http://127.0.0.1:PORT/, shows the demo vDisk,
+// Debian's chromium (driven by playwright-core) opens http://127.0.0.1:PORT/, shows the demo vDisk
+// and the Alba backend's 3 ASDs up,
 // and while fio writes to the demo vDisk over NBD the IOPS figure and the chart's points move; a
 // snapshot created from the page appears on the page and in the API. A screenshot is saved to
 // test-artifacts/dashboard.png.
@@ -57,6 +58,9 @@ describe("dashboard in a browser (chromium via playwright-core)", function () {
     await page.waitForSelector('tr[data-vdisk="demo"]', { timeout: UI_TIMEOUT_MS });
     await page.waitForFunction(() => document.getElementById("cluster-status")?.dataset.status === "ok", undefined, { timeout: UI_TIMEOUT_MS });
     assert.equal(await page.textContent("#selected-name"), "demo");
+    // The backend panel: the Alba backend ovs up runs, its 3 ASDs up.
+    await page.waitForFunction(() => document.querySelectorAll('#asd-rows tr[data-health="up"]').length === 3, undefined, { timeout: UI_TIMEOUT_MS });
+    assert.match(await page.textContent("#backend-summary") ?? "", /3 of 3 ASDs up/);
 
     // Writes over NBD for a while: the page's IOPS and chart follow the engine's counters.
     fio = spawn("fio", ["--name=dashboard", "--ioengine=nbd", `--uri=nbd://127.0.0.1:${nbdPort}/demo`, "--rw=randwrite", "--bs=4k",

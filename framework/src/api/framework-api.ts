@@ -8,6 +8,7 @@ import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import { createApiServer } from "../../../volumedriver/src/storagedriver/api-server.ts";
 import { installErrorHandlers } from "../../../volumedriver/src/storagedriver/http-errors.ts";
+import { type AlbaBackendView, backendRoutes } from "./backend-routes.ts";
 import { DASHBOARD_ROUTES, dashboardRoutes } from "./dashboard-routes.ts";
 import type { FrameworkMetrics } from "./framework-metrics.ts";
 import { healthRoutes } from "./health-routes.ts";
@@ -16,7 +17,7 @@ import { MANAGEMENT_ROUTE_LIST } from "../../../volumedriver/src/storagedriver/m
 import { taskRoutes } from "./task-routes.ts";
 import { vdiskRoutes } from "./vdisk-routes.ts";
 
-export const FRAMEWORK_ROUTES = [...MANAGEMENT_ROUTE_LIST.map((route) => route.replace(" /", " /api/")), "GET /api/docs", "GET /metrics", ...DASHBOARD_ROUTES].join(", ");
+export const FRAMEWORK_ROUTES = [...MANAGEMENT_ROUTE_LIST.map((route) => route.replace(" /", " /api/")), "GET /api/backend", "GET /api/docs", "GET /metrics", ...DASHBOARD_ROUTES].join(", ");
 
 /** The version in the OpenAPI document (the package's). */
 const FRAMEWORK_API_VERSION = (JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string }).version;
@@ -27,6 +28,9 @@ export interface FrameworkApiOptions {
   nowMs?: () => number;
   /** Prometheus metrics served at GET /metrics; the API's own requests are counted in them. */
   metrics?: FrameworkMetrics;
+  /** The vPool's backend type for /api/backend (default "unknown"), and the Alba backend ovs up runs, if it does. */
+  backendType?: string;
+  alba?: AlbaBackendView;
 }
 
 export function buildFrameworkApi(options: FrameworkApiOptions): FastifyInstance {
@@ -43,7 +47,8 @@ export function buildFrameworkApi(options: FrameworkApiOptions): FastifyInstance
   void app.register(swaggerUi, { routePrefix: "/api/docs" });
   void app.register(vdiskRoutes(options.storagedriver), { prefix: "/api" });
   void app.register(taskRoutes(options.storagedriver), { prefix: "/api" });
-  void app.register(healthRoutes(options.storagedriver, options.nowMs ?? Date.now), { prefix: "/api" });
+  void app.register(healthRoutes(options.storagedriver, options.nowMs ?? Date.now, options.alba), { prefix: "/api" });
+  void app.register(backendRoutes(options.backendType ?? "unknown", options.alba), { prefix: "/api" });
   void app.register(dashboardRoutes());
   const metrics = options.metrics;
   if (metrics !== undefined) {

@@ -1,10 +1,13 @@
 // The framework's Prometheus metrics (prom-client), served at GET /metrics of the framework API:
 // its own process (CPU, memory, event-loop lag; prefix ovs_framework_), the API's requests by
 // route, method and status with their durations, and the supervision of the StorageDrivers (up,
-// unexpected exits). Each StorageDriver serves the engine's metrics itself (its management API's
+// unexpected exits), and the managed Alba backend's ASDs (up, used and capacity bytes). Each
+// StorageDriver serves the engine's metrics itself (its management API's
 // /metrics); Prometheus scrapes both.
 import type { FastifyInstance } from "fastify";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { AsdStatus } from "../../../alba/src/client/alba-client-api.ts";
+import type { AlbaBackendView } from "./backend-routes.ts";
 
 /** What the framework knows of one supervised StorageDriver. */
 export interface SupervisedStorageDriver {
@@ -17,6 +20,8 @@ export interface SupervisedStorageDriver {
 
 export interface FrameworkMetricsOptions {
   storagedrivers?: SupervisedStorageDriver[];
+  /** The Alba backend ovs up runs: its ASDs' health and fill are exported. */
+  alba?: AlbaBackendView;
   /** Collect prom-client's process metrics (default true; tests building many registries turn it off). */
   processMetrics?: boolean;
 }
@@ -57,6 +62,8 @@ export function createFrameworkMetrics(options: FrameworkMetricsOptions = {}): F
       for (const storagedriver of storagedrivers) this.inc({ vpool: storagedriver.vpool }, storagedriver.unexpectedExits());
     },
   });
+  const alba = options.alba;
+  if (alba !== undefined) registerAlbaMetrics(registry, alba);
   return {
     registry,
     instrument(app: FastifyInstance): void {
@@ -68,4 +75,37 @@ export function createFrameworkMetrics(options: FrameworkMetricsOptions = {}): F
       });
     },
   };
+}
+
+/** ASD health and fill of the managed Alba backend, asked of its proxy at each scrape. */
+function registerAlbaMetrics(registry: Registry, alba: AlbaBackendView): void {
+  // One proxy request per scrape, shared by the gauges below (prom-client collects them back to back).
+  let pending: { atMs: number; statuses: Promise<AsdStatus[] | undefined> } | undefined;
+  const statuses = (): Promise<AsdStatus[] | undefined> => {
+    if (pending === undefined || Date.now() - pending.atMs > 1_000) {
+      pending = { atMs: Date.now(), statuses: alba.asdStatuses().catch(() => undefined) };
+    }
+    return pending.statuses;
+  };
+  new Gauge({
+    name: "ovs_alba_proxy_up", help: "1 when the Alba proxy answers", registers: [registry],
+    async collect() {
+      this.set((await statuses()) === undefined ? 0 : 1);
+    },
+  });
+  const perAsd = (name: string, help: string, value: (status: AsdStatus) => number | undefined): void => {
+    new Gauge({
+      name, help, labelNames: ["asd_id", "node_id"], registers: [registry],
+      async collect() {
+        this.reset();
+        for (const status of (await statuses()) ?? []) {
+          const sample = value(status);
+          if (sample !== undefined) this.set({ asd_id: status.record.asdId, node_id: status.record.nodeId }, sample);
+        }
+      },
+    });
+  };
+  perAsd("ovs_asd_up", "1 when the ASD answered the proxy's last probe", (status) => (status.health === "up" ? 1 : 0));
+  perAsd("ovs_asd_used_bytes", "Bytes stored by the ASD", (status) => status.statistics?.usedBytes);
+  perAsd("ovs_asd_capacity_bytes", "Capacity of the ASD (writes are refused beyond it)", (status) => status.statistics?.capacityBytes);
 }

@@ -1,11 +1,24 @@
-// /api/health: is the framework up, and can it reach its StorageDriver? 200 when everything answers,
-// 503 (with the same body shape) when the StorageDriver does not, so load balancers and scripts can
-// use the status code alone.
+// /api/health: is the framework up, can it reach its StorageDriver, and (with the Alba backend ovs up
+// runs) does the Alba proxy answer with every ASD up? 200 when everything is fine, 503 (with the same
+// body shape, status "degraded") when any component is not, so load balancers and scripts can use
+// the status code alone; the body says which component and why.
 import type { FastifyPluginAsync } from "fastify";
 import { httpErrorResponse } from "../../../volumedriver/src/storagedriver/http-errors.ts";
+import type { AlbaBackendView } from "./backend-routes.ts";
 import type { StorageDriverClient } from "./storagedriver-client.ts";
 
-export function healthRoutes(storagedriver: StorageDriverClient, nowMs: () => number): FastifyPluginAsync {
+/** The Alba component of /api/health: ok when the proxy answers and every ASD is up. */
+async function albaComponent(alba: AlbaBackendView): Promise<{ status: "ok" | "asds-down" | "unreachable"; proxyUrl: string; asdsUp?: number; asdsTotal?: number; error?: string }> {
+  try {
+    const statuses = await alba.asdStatuses();
+    const up = statuses.filter((status) => status.health === "up").length;
+    return { status: up === statuses.length ? "ok" : "asds-down", proxyUrl: alba.proxyUrl, asdsUp: up, asdsTotal: statuses.length };
+  } catch (error) {
+    return { status: "unreachable", proxyUrl: alba.proxyUrl, error: (error as Error).message };
+  }
+}
+
+export function healthRoutes(storagedriver: StorageDriverClient, nowMs: () => number, alba?: AlbaBackendView): FastifyPluginAsync {
   const startedAtMs = nowMs();
   return async (app) => {
     app.get("/health", async (_request, reply) => {
@@ -19,10 +32,13 @@ export function healthRoutes(storagedriver: StorageDriverClient, nowMs: () => nu
         healthy = false;
         storagedriverHealth = httpErrorResponse(error).body;
       }
-      return reply.code(healthy ? 200 : 503).send({
-        status: healthy ? "ok" : "degraded",
+      const albaHealth = alba === undefined ? undefined : await albaComponent(alba);
+      const allHealthy = healthy && (albaHealth === undefined || albaHealth.status === "ok");
+      return reply.code(allHealthy ? 200 : 503).send({
+        status: allHealthy ? "ok" : "degraded",
         uptimeSeconds: Math.round((nowMs() - startedAtMs) / 1000),
         storagedrivers: [{ vpool: storagedriver.vpool, url: storagedriver.baseUrl, status: healthy ? "ok" : "unreachable", health: storagedriverHealth }],
+        ...(albaHealth === undefined ? {} : { alba: albaHealth }),
       });
     });
   };

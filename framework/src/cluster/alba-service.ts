@@ -11,6 +11,8 @@ import { AsdClient } from "../../../alba/src/asd/asd-client.ts";
 import { createAlbaBackend } from "../../../alba/src/backend/backend-directory.ts";
 import type { Preset } from "../../../alba/src/preset/preset.ts";
 import { ProxyClient } from "../../../alba/src/proxy/proxy-client.ts";
+import type { AsdStatus } from "../../../alba/src/client/alba-client-api.ts";
+import type { AlbaBackendView } from "../api/backend-routes.ts";
 import type { ManagedAlbaEntry } from "./cluster-config.ts";
 import { describeExit, ProcessSupervisor } from "./process-supervisor.ts";
 import type { Output } from "./storagedriver-service.ts";
@@ -44,10 +46,12 @@ export interface ManagedAlbaOptions {
   logger: Logger;
 }
 
-export class ManagedAlba {
+export class ManagedAlba implements AlbaBackendView {
   private readonly options: ManagedAlbaOptions;
   private readonly asdSupervisors: ProcessSupervisor[] = [];
   private proxySupervisor: ProcessSupervisor | undefined;
+  /** For status queries (the API's /api/backend and /api/health, the metrics); made by start(). */
+  private statusClient: ProxyClient | undefined;
 
   constructor(options: ManagedAlbaOptions) {
     this.options = options;
@@ -94,11 +98,20 @@ export class ManagedAlba {
       await this.stop();
       throw error;
     }
+    this.statusClient = new ProxyClient(this.proxyUrl);
     output.out(`alba backend ${backendDirectory}${created.created ? " (new, preset single-host)" : ""}: ${entry.asds.length} ASDs, proxy on ${this.proxyUrl}`);
+  }
+
+  /** The backend's ASDs as the proxy sees them (health from its probes, statistics from the ASDs). */
+  async asdStatuses(): Promise<AsdStatus[]> {
+    if (this.statusClient === undefined) throw new Error("the Alba backend is not running");
+    return this.statusClient.listAsds();
   }
 
   /** The proxy first (no new requests to the ASDs), then the ASDs. */
   async stop(): Promise<void> {
+    await this.statusClient?.close().catch(() => undefined);
+    this.statusClient = undefined;
     await this.proxySupervisor?.stop();
     await Promise.all(this.asdSupervisors.map((supervisor) => supervisor.stop()));
   }

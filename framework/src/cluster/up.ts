@@ -151,8 +151,10 @@ async function runCluster(dataDirectory: string, options: UpOptions, output: Out
   }
   output.out(`storagedriver ${vpool.name} management API on ${started.message.url} (pid ${started.message.pid}, log ${paths.storagedriverLog})`);
 
-  const metrics = createFrameworkMetrics({ storagedrivers: [service] });
-  const app = buildFrameworkApi({ storagedriver, logger: logger.child({ component: "api" }), metrics });
+  const metrics = createFrameworkMetrics({ storagedrivers: [service], ...(alba === undefined ? {} : { alba }) });
+  const app = buildFrameworkApi({
+    storagedriver, logger: logger.child({ component: "api" }), metrics, backendType: vpool.backend.type, ...(alba === undefined ? {} : { alba }),
+  });
   try {
     await app.listen({ host: config.api.host, port: config.api.port });
   } catch (error) {
