@@ -8,7 +8,9 @@ import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import { createApiServer } from "../../../volumedriver/src/storagedriver/api-server.ts";
 import { installErrorHandlers } from "../../../volumedriver/src/storagedriver/http-errors.ts";
+import type { JobInfo, Scheduler } from "../scheduler/scheduler.ts";
 import { type AlbaBackendView, backendRoutes } from "./backend-routes.ts";
+import { scheduleRoutes } from "./schedule-routes.ts";
 import { DASHBOARD_ROUTES, dashboardRoutes } from "./dashboard-routes.ts";
 import type { FrameworkMetrics } from "./framework-metrics.ts";
 import { healthRoutes } from "./health-routes.ts";
@@ -17,7 +19,7 @@ import { MANAGEMENT_ROUTE_LIST } from "../../../volumedriver/src/storagedriver/m
 import { taskRoutes } from "./task-routes.ts";
 import { vdiskRoutes } from "./vdisk-routes.ts";
 
-export const FRAMEWORK_ROUTES = [...MANAGEMENT_ROUTE_LIST.map((route) => route.replace(" /", " /api/")), "GET /api/backend", "GET /api/docs", "GET /metrics", ...DASHBOARD_ROUTES].join(", ");
+export const FRAMEWORK_ROUTES = [...MANAGEMENT_ROUTE_LIST.map((route) => route.replace(" /", " /api/")), "GET /api/backend", "GET /api/schedules", "PUT /api/schedules/:name", "POST /api/schedules/:name/run", "GET /api/schedules/:name/runs", "GET /api/docs", "GET /metrics", ...DASHBOARD_ROUTES].join(", ");
 
 /** The version in the OpenAPI document (the package's). */
 const FRAMEWORK_API_VERSION = (JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string }).version;
@@ -31,6 +33,9 @@ export interface FrameworkApiOptions {
   /** The vPool's backend type for /api/backend (default "unknown"), and the Alba backend ovs up runs, if it does. */
   backendType?: string;
   alba?: AlbaBackendView;
+  /** The periodic jobs (/api/schedules); onScheduleChange stores an edited job. */
+  scheduler?: Scheduler;
+  onScheduleChange?: (job: JobInfo) => Promise<void>;
 }
 
 export function buildFrameworkApi(options: FrameworkApiOptions): FastifyInstance {
@@ -49,6 +54,7 @@ export function buildFrameworkApi(options: FrameworkApiOptions): FastifyInstance
   void app.register(taskRoutes(options.storagedriver), { prefix: "/api" });
   void app.register(healthRoutes(options.storagedriver, options.nowMs ?? Date.now, options.alba), { prefix: "/api" });
   void app.register(backendRoutes(options.backendType ?? "unknown", options.alba), { prefix: "/api" });
+  if (options.scheduler !== undefined) void app.register(scheduleRoutes(options.scheduler, options.onScheduleChange), { prefix: "/api" });
   void app.register(dashboardRoutes());
   const metrics = options.metrics;
   if (metrics !== undefined) {

@@ -6,6 +6,7 @@ import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { backendSpecFromUrl, parseBackendSpec, type AlbaBackendSpec, type S3BackendSpec, type SwiftBackendSpec } from "../../../volumedriver/src/storagedriver/backend-spec.ts";
 import { isPort } from "../../../volumedriver/src/storagedriver/config.ts";
+import { validateSchedule, type ScheduleSpec } from "../scheduler/scheduler.ts";
 
 export const CLUSTER_CONFIG_FORMAT_VERSION = 1;
 export const CLUSTER_CONFIG_FILE_NAME = "config.json";
@@ -77,6 +78,8 @@ export interface ClusterConfig {
   /** Both are served by the StorageDriver. */
   frontends: { nbd: NbdFrontendEntry; iscsi: IscsiFrontendEntry };
   vpools: VPoolEntry[];
+  /** Schedules changed through the API (PUT /api/schedules/NAME), by job; absent jobs use their defaults. */
+  schedules?: Record<string, { schedule: ScheduleSpec; enabled: boolean }>;
 }
 
 export const LOOPBACK_HOST = "127.0.0.1";
@@ -238,6 +241,14 @@ export function checkClusterConfig(value: unknown, where: string): ClusterConfig
     throw new Error(`${where}: "frontends.nbd.tls" must be like {"mode": "require", "certificateFile": "/etc/ovs/nbd-cert.pem", "keyFile": "/etc/ovs/nbd-key.pem"} (mode allow or require)`);
   }
   vpool.settings ??= {};
+  for (const [job, entry] of Object.entries(config.schedules ?? {})) {
+    try {
+      validateSchedule(entry?.schedule);
+    } catch (error) {
+      throw new Error(`${where}: "schedules.${job}": ${(error as Error).message}`, { cause: error });
+    }
+    if (typeof entry.enabled !== "boolean") throw new Error(`${where}: "schedules.${job}.enabled" must be true or false`);
+  }
   return config as ClusterConfig;
 }
 

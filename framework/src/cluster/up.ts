@@ -18,6 +18,8 @@ import { pino } from "pino";
 import { formatSizeBytes, GIB } from "../../../volumedriver/src/storagedriver/size.ts";
 import { buildFrameworkApi } from "../api/framework-api.ts";
 import { createFrameworkMetrics } from "../api/framework-metrics.ts";
+import { clusterJobs } from "../scheduler/cluster-jobs.ts";
+import { Scheduler } from "../scheduler/scheduler.ts";
 import { StorageDriverClient } from "../api/storagedriver-client.ts";
 import { applyOverrides, loadOrCreateClusterConfig, saveClusterConfig, type ClusterConfig, type ClusterConfigOverrides, type ListenAddress } from "./cluster-config.ts";
 import { ManagedAlba } from "./alba-service.ts";
@@ -152,8 +154,21 @@ async function runCluster(dataDirectory: string, options: UpOptions, output: Out
   output.out(`storagedriver ${vpool.name} management API on ${started.message.url} (pid ${started.message.pid}, log ${paths.storagedriverLog})`);
 
   const metrics = createFrameworkMetrics({ storagedrivers: [service], ...(alba === undefined ? {} : { alba }) });
+  // Periodic jobs: hourly snapshots with retention, nightly scrubs, Alba maintenance.
+  const scheduler = new Scheduler({
+    onRunFinished: (record) => (record.outcome === "failed" ? logger.error({ run: record }, "scheduled job failed") : logger.info({ run: record }, "scheduled job finished")),
+  });
+  for (const job of clusterJobs({ storagedriver, ...(alba === undefined ? {} : { albaProxyUrl: alba.proxyUrl }), ...(config.schedules === undefined ? {} : { stored: config.schedules }) })) {
+    scheduler.add(job);
+  }
+  let storedConfig = config;
   const app = buildFrameworkApi({
     storagedriver, logger: logger.child({ component: "api" }), metrics, backendType: vpool.backend.type, ...(alba === undefined ? {} : { alba }),
+    scheduler,
+    onScheduleChange: async (job) => {
+      storedConfig = { ...storedConfig, schedules: { ...storedConfig.schedules, [job.name]: { schedule: job.schedule, enabled: job.enabled } } };
+      await saveClusterConfig(dataDirectory, storedConfig);
+    },
   });
   try {
     await app.listen({ host: config.api.host, port: config.api.port });
@@ -194,12 +209,15 @@ async function runCluster(dataDirectory: string, options: UpOptions, output: Out
   if (!config.firstStartCompleted) {
     try {
       await firstStartSteps(storagedriver, output);
-      await saveClusterConfig(dataDirectory, { ...config, firstStartCompleted: true });
+      storedConfig = { ...storedConfig, firstStartCompleted: true };
+      await saveClusterConfig(dataDirectory, storedConfig);
     } catch (error) {
       // Not fatal: the cluster runs; the step is tried again on the next start.
       output.err(`ovs could not finish the first-start steps (${(error as Error).message}); they are tried again on the next start`);
     }
   }
+  scheduler.start();
+  output.out(`scheduled: ${scheduler.list().map((job) => `${job.name}${job.enabled ? ` (next ${job.nextRunAt})` : " (disabled)"}`).join(", ")}`);
   output.out(`ovs ready: try \`npx ovs vdisk ls${config.api.port === 8500 && config.api.host === "127.0.0.1" ? "" : ` --api ${apiUrl}`}\`; Ctrl-C stops the cluster`);
 
   const gaveUpExit = await Promise.race([stop.requested.then(() => undefined), service.gaveUp]);
@@ -207,6 +225,7 @@ async function runCluster(dataDirectory: string, options: UpOptions, output: Out
     ? `ovs stopping (${stop.signal}): the storagedriver flushes and uploads its vDisks`
     : "ovs stopping: the storagedriver could not be kept running");
   await app.close();
+  await scheduler.stop();
   const exit = await service.stop();
   // After the StorageDriver: it flushed and uploaded its vDisks to Alba on the way out.
   await stopAlba();

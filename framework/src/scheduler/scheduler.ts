@@ -63,6 +63,13 @@ export const SYSTEM_CLOCK: SchedulerClock = {
   clearTimer: (handle) => clearTimeout(handle as NodeJS.Timeout),
 };
 
+/** A job asked to run while a run of it is in progress (runs never overlap). */
+export class JobBusyError extends Error {
+  constructor(readonly job: string) {
+    super(`job ${job} is running now: wait until it has finished (its last runs: GET /api/schedules/${job}/runs)`);
+  }
+}
+
 export interface JobDefinition {
   name: string;
   schedule: ScheduleSpec;
@@ -164,6 +171,23 @@ export class Scheduler {
     return this.info(job);
   }
 
+  /**
+   * Runs a job now, outside its schedule (its next scheduled run stays); resolves with the run's
+   * record. Throws JobBusyError while a run of it is in progress, Error for an unknown job.
+   */
+  async runNow(name: string): Promise<RunRecord> {
+    const job = this.jobs.get(name);
+    if (job === undefined) throw new Error(`no job ${name}: the jobs are ${[...this.jobs.keys()].join(", ")}`);
+    if (job.running !== undefined) throw new JobBusyError(name);
+    let record: RunRecord | undefined;
+    const running = this.run(job, this.clock.nowMs(), (finished) => { record = finished; });
+    job.running = running.finally(() => {
+      job.running = undefined;
+    });
+    await job.running;
+    return record as RunRecord;
+  }
+
   list(): JobInfo[] {
     return [...this.jobs.values()].map((job) => this.info(job));
   }
@@ -219,18 +243,19 @@ export class Scheduler {
     this.arm();
   }
 
-  private async run(job: JobState, dueMs: number): Promise<void> {
+  private async run(job: JobState, dueMs: number, onRecord?: (record: RunRecord) => void): Promise<void> {
     const startedAt = new Date(this.clock.nowMs()).toISOString();
     const base = { job: job.definition.name, dueAt: new Date(dueMs).toISOString(), startedAt };
     try {
       const summary = await job.definition.run();
-      this.record({ ...base, finishedAt: new Date(this.clock.nowMs()).toISOString(), outcome: "succeeded", ...(summary === undefined ? {} : { summary }) });
+      this.record({ ...base, finishedAt: new Date(this.clock.nowMs()).toISOString(), outcome: "succeeded", ...(summary === undefined ? {} : { summary }) }, onRecord);
     } catch (error) {
-      this.record({ ...base, finishedAt: new Date(this.clock.nowMs()).toISOString(), outcome: "failed", error: (error as Error).message });
+      this.record({ ...base, finishedAt: new Date(this.clock.nowMs()).toISOString(), outcome: "failed", error: (error as Error).message }, onRecord);
     }
   }
 
-  private record(record: RunRecord): void {
+  private record(record: RunRecord, onRecord?: (record: RunRecord) => void): void {
+    onRecord?.(record);
     this.history.append(record);
     this.onRunFinished?.(record);
   }

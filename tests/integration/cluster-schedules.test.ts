@@ -1,0 +1,122 @@
+// Goal: the cluster's periodic jobs work on a real `ovs up` (Alba backend): /api/schedules lists
+// snapshots, scrub and alba-maintenance with their next runs; running the snapshot job makes an
+// auto- snapshot of every vDisk (a second run in the same minute makes none and does not fail) and
+// never touches an operator's snapshot; the scrub job scrubs what a deleted snapshot left; Alba
+// maintenance runs through the proxy; schedule edits are validated, take effect, and are kept in
+// config.json across a restart.
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { readPidFile } from "../../framework/src/cluster/pid-file.ts";
+import { ChildHarness, freePort, killPid } from "../helpers/process-harness.ts";
+import { TempDirs } from "../helpers/temp-dir.ts";
+
+const START_TIMEOUT_MS = 90_000;
+
+describe("cluster schedules: snapshots with retention, scrub, Alba maintenance", function () {
+  this.timeout(300_000);
+  const tempDirs = new TempDirs("cluster-schedules");
+  const clusters: ChildHarness[] = [];
+  let dataDirectory: string | undefined;
+  let apiUrl = "";
+  let args: string[] = [];
+
+  async function up(): Promise<ChildHarness> {
+    const cluster = ChildHarness.ovs(args);
+    clusters.push(cluster);
+    await cluster.waitForOutput(/ovs ready/, START_TIMEOUT_MS);
+    return cluster;
+  }
+
+  async function stop(cluster: ChildHarness): Promise<void> {
+    killPid(cluster.pid, "SIGINT");
+    assert.deepEqual(await cluster.waitForExit(30_000), { code: 0, signal: null }, cluster.describe());
+  }
+
+  async function api(method: string, pathname: string, body?: unknown): Promise<{ status: number; body: any }> {
+    const response = await fetch(`${apiUrl}/api${pathname}`, {
+      method, headers: body === undefined ? {} : { "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(120_000),
+    });
+    const text = await response.text();
+    return { status: response.status, body: text.length === 0 ? undefined : JSON.parse(text) };
+  }
+
+  before(async function () {
+    dataDirectory = path.join(await tempDirs.make(), "data");
+    const apiPort = await freePort();
+    apiUrl = `http://127.0.0.1:${apiPort}`;
+    args = ["up", "--data", dataDirectory, "--api-port", String(apiPort), "--storagedriver-port", String(await freePort()),
+      "--nbd-port", String(await freePort()), "--iscsi-port", String(await freePort())];
+  });
+
+  after(async () => {
+    for (const cluster of clusters) if (cluster.running) await cluster.killHard();
+    if (dataDirectory !== undefined) {
+      const pid = readPidFile(path.join(dataDirectory, "storagedrivers", "vpool1.pid"));
+      if (pid !== undefined) killPid(pid, "SIGKILL");
+    }
+    await tempDirs.removeAll();
+  });
+
+  it("runs the jobs on demand, validates and keeps schedule edits", async function () {
+    let cluster = await up();
+    assert.match(cluster.stdout, /^scheduled: snapshots \(next \S+\), scrub \(next \S+\), alba-maintenance \(next \S+\)$/m);
+    const listed = await api("GET", "/schedules");
+    assert.equal(listed.status, 200);
+    assert.deepEqual(listed.body.schedules.map((job: { name: string; schedule: unknown; enabled: boolean }) => [job.name, job.schedule, job.enabled]), [
+      ["snapshots", { hourlyAtMinute: 0 }, true],
+      ["scrub", { dailyAt: { hour: 3, minute: 0 } }, true],
+      ["alba-maintenance", { hourlyAtMinute: 30 }, true],
+    ]);
+
+    // An operator's snapshot, then the snapshot job twice.
+    assert.equal((await api("POST", "/vdisks/demo/snapshots", { name: "mine" })).status, 201);
+    const first = await api("POST", "/schedules/snapshots/run");
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    assert.equal(first.body.outcome, "succeeded", JSON.stringify(first.body));
+    assert.equal(first.body.summary.created, 1);
+    const second = await api("POST", "/schedules/snapshots/run");
+    assert.equal(second.body.outcome, "succeeded", JSON.stringify(second.body));
+    const snapshots = (await api("GET", "/vdisks/demo/snapshots")).body.snapshots.map((snapshot: { name: string }) => snapshot.name);
+    assert.equal(snapshots[0], "mine");
+    assert.ok(snapshots.slice(1).every((name: string) => /^auto-\d{8}-\d{4}$/.test(name)) && snapshots.length >= 2, JSON.stringify(snapshots));
+    const runs = await api("GET", "/schedules/snapshots/runs");
+    assert.deepEqual(runs.body.runs.map((run: { outcome: string }) => run.outcome), ["succeeded", "succeeded"]);
+
+    // A deleted snapshot leaves garbage: the scrub job collects it.
+    assert.equal((await api("DELETE", "/vdisks/demo/snapshots/mine")).status, 204);
+    const scrub = await api("POST", "/schedules/scrub/run");
+    assert.equal(scrub.body.outcome, "succeeded", JSON.stringify(scrub.body));
+    assert.deepEqual(scrub.body.summary.scrubbed, ["demo"]);
+    const maintenance = await api("POST", "/schedules/alba-maintenance/run");
+    assert.equal(maintenance.body.outcome, "succeeded", JSON.stringify(maintenance.body));
+
+    // Edits: invalid ones refused, valid ones applied and stored.
+    const invalid = await api("PUT", "/schedules/scrub", { schedule: { dailyAt: { hour: 25, minute: 0 } } });
+    assert.equal(invalid.status, 400);
+    assert.match(invalid.body.error.message, /a schedule is \{"everyMinutes": 1-10080\}/);
+    assert.equal((await api("PUT", "/schedules/nope", { enabled: false })).status, 404);
+    const edited = await api("PUT", "/schedules/scrub", { schedule: { dailyAt: { hour: 1, minute: 15 } } });
+    assert.equal(edited.status, 200);
+    assert.match(edited.body.nextRunAt, /T01:15:00\.000Z$/);
+    const disabled = await api("PUT", "/schedules/alba-maintenance", { enabled: false });
+    assert.equal(disabled.body.nextRunAt, undefined);
+    const stored = JSON.parse(await readFile(path.join(dataDirectory!, "config.json"), "utf8")) as { schedules: Record<string, unknown>; firstStartCompleted: boolean };
+    assert.deepEqual(stored.schedules, {
+      scrub: { schedule: { dailyAt: { hour: 1, minute: 15 } }, enabled: true },
+      "alba-maintenance": { schedule: { hourlyAtMinute: 30 }, enabled: false },
+    });
+    assert.equal(stored.firstStartCompleted, true);
+    await stop(cluster);
+
+    cluster = await up();
+    const again = (await api("GET", "/schedules")).body.schedules as Array<{ name: string; schedule: unknown; enabled: boolean }>;
+    assert.deepEqual(again.map((job) => [job.name, job.schedule, job.enabled]), [
+      ["snapshots", { hourlyAtMinute: 0 }, true],
+      ["scrub", { dailyAt: { hour: 1, minute: 15 } }, true],
+      ["alba-maintenance", { hourlyAtMinute: 30 }, false],
+    ]);
+    await stop(cluster);
+  });
+});
