@@ -3,12 +3,12 @@
 // auto- snapshot of every vDisk (a second run in the same minute makes none and does not fail) and
 // never touches an operator's snapshot; the scrub job scrubs what a deleted snapshot left; Alba
 // maintenance runs through the proxy; schedule edits are validated, take effect, and are kept in
-// config.json across a restart.
+// config.json across a restart; `ovs schedule ...` and `ovs status` show and do the same.
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { readPidFile } from "../../framework/src/cluster/pid-file.ts";
-import { ChildHarness, freePort, killPid } from "../helpers/process-harness.ts";
+import { ChildHarness, freePort, killPid, runOvs } from "../helpers/process-harness.ts";
 import { TempDirs } from "../helpers/temp-dir.ts";
 
 const START_TIMEOUT_MS = 90_000;
@@ -117,6 +117,32 @@ describe("cluster schedules: snapshots with retention, scrub, Alba maintenance",
       ["scrub", { dailyAt: { hour: 1, minute: 15 } }, true],
       ["alba-maintenance", { hourlyAtMinute: 30 }, false],
     ]);
+
+    // The same through the CLI: ovs schedule ls/set/run/runs and ovs status.
+    const ovs = async (...cliArgs: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> => runOvs([...cliArgs, "--api", apiUrl], 120_000);
+    let result = await ovs("schedule", "ls");
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /^scrub\s+daily at 01:15 UTC\s+yes\s+\S+T01:15:00\.000Z/m);
+    assert.match(result.stdout, /^alba-maintenance\s+hourly at :30\s+no\s+-/m);
+    result = await ovs("schedule", "set", "alba-maintenance", "--enable", "--every-minutes", "45");
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /^alba-maintenance: every 45 min, next run \S+$/m);
+    result = await ovs("schedule", "set", "scrub", "--daily-at", "7");
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /--daily-at 7: give a UTC time as HH:MM/);
+    result = await ovs("schedule", "run", "snapshots");
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /^snapshots succeeded: \{"created":[01],"deleted":0\}$/m);
+    result = await ovs("schedule", "runs", "snapshots");
+    assert.match(result.stdout, /succeeded/);
+    result = await ovs("status");
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /^status\s+ok$/m);
+    assert.match(result.stdout, /^alba\s+3\/3 ASDs up$/m);
+    assert.match(result.stdout, /^vdisks\s+1$/m);
+    assert.match(result.stdout, /^node-1\s|^[0-9a-f]{12}\s+node-1\s+127\.0\.0\.1:\d+\s+up/m);
+    const json = await ovs("status", "--json");
+    assert.equal((JSON.parse(json.stdout) as { health: { status: string } }).health.status, "ok");
     await stop(cluster);
   });
 });

@@ -30,8 +30,11 @@ export class FrameworkApiClient {
     this.baseUrl = baseUrl.replace(/\/+$/, "");
   }
 
-  /** Sends a request to /api/...; returns the parsed JSON body (undefined when empty). */
-  async request(method: "GET" | "POST" | "DELETE", pathname: string, body?: unknown): Promise<unknown> {
+  /**
+   * Sends a request to /api/...; returns the parsed JSON body (undefined when empty). A status outside
+   * 2xx is a CliError with the API's message, unless listed in `acceptStatuses` (e.g. 503 of /health).
+   */
+  async request(method: "GET" | "POST" | "PUT" | "DELETE", pathname: string, body?: unknown, acceptStatuses: readonly number[] = []): Promise<unknown> {
     let response: Response;
     let text: string;
     try {
@@ -51,7 +54,7 @@ export class FrameworkApiClient {
     } catch (error) {
       throw new CliError(`${this.baseUrl} answered ${method} /api${pathname} with HTTP ${response.status} and no JSON: is it an ovs API?`, { cause: error });
     }
-    if (!response.ok) {
+    if (!response.ok && !acceptStatuses.includes(response.status)) {
       const failure = (parsed as { error?: { code?: string; message?: string } } | undefined)?.error;
       throw new CliError(failure?.message !== undefined ? `${failure.message} (${failure.code ?? "ERROR"}, HTTP ${response.status})` : `HTTP ${response.status} from ${method} /api${pathname}`);
     }

@@ -9,6 +9,7 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { registerAlbaCommands } from "../../../alba/src/cli/alba-commands.ts";
 import { API_URL_DEFAULT } from "./api-client.ts";
 import { registerSnapshotCommands } from "./snapshot-commands.ts";
+import { registerClusterCommands } from "./cluster-commands.ts";
 import { registerTaskCommands } from "./task-commands.ts";
 import { registerVdiskCommands } from "./vdisk-commands.ts";
 
@@ -103,6 +104,7 @@ program.command("storagedriver")
 
 registerSnapshotCommands(registerVdiskCommands(program, run, print), run, print);
 registerTaskCommands(program, run, print);
+registerClusterCommands(program, run, print);
 registerAlbaCommands(program, run, print);
 
 await program.parseAsync(process.argv);
