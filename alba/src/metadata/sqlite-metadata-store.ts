@@ -4,6 +4,7 @@
 // current version, every ASD holding at least one of its fragments, and changes in the same
 // transaction as the manifest; keys are compared as UTF-8 bytes (BLOB columns), so listings are in
 // byte order like S3's.
+import { applyMigrations } from "./sqlite-migrations.ts";
 import assert from "node:assert/strict";
 import Database from "better-sqlite3";
 import { validatePreset } from "../preset/preset-validation.ts";
@@ -410,16 +411,5 @@ export class SqliteMetadataStore implements AlbaMetadataStore {
 
 /** Applies the migrations the file lacks; refuses a file written by a newer schema. */
 function migrate(database: Database.Database): void {
-  const version = database.pragma("user_version", { simple: true }) as number;
-  if (version > MIGRATIONS.length) {
-    throw new Error(`metadata database has schema version ${version}, newer than this program's ${MIGRATIONS.length}`);
-  }
-  for (let next = version; next < MIGRATIONS.length; next++) {
-    database.transaction(() => {
-      // Another process may have migrated meanwhile; the IMMEDIATE transaction makes this re-read final.
-      if ((database.pragma("user_version", { simple: true }) as number) > next) return;
-      database.exec(MIGRATIONS[next]!);
-      database.pragma(`user_version = ${next + 1}`);
-    }).immediate();
-  }
+  applyMigrations(database, MIGRATIONS, "metadata database");
 }

@@ -9,6 +9,7 @@ import type { Logger } from "pino";
 import { createApiServer } from "../../../volumedriver/src/storagedriver/api-server.ts";
 import { installErrorHandlers } from "../../../volumedriver/src/storagedriver/http-errors.ts";
 import type { JobInfo, Scheduler } from "../scheduler/scheduler.ts";
+import { type FrameworkAuth, installAuth } from "./auth-routes.ts";
 import { type AlbaBackendView, backendRoutes } from "./backend-routes.ts";
 import { scheduleRoutes } from "./schedule-routes.ts";
 import { DASHBOARD_ROUTES, dashboardRoutes } from "./dashboard-routes.ts";
@@ -19,7 +20,7 @@ import { MANAGEMENT_ROUTE_LIST } from "../../../volumedriver/src/storagedriver/m
 import { taskRoutes } from "./task-routes.ts";
 import { vdiskRoutes } from "./vdisk-routes.ts";
 
-export const FRAMEWORK_ROUTES = [...MANAGEMENT_ROUTE_LIST.map((route) => route.replace(" /", " /api/")), "GET /api/backend", "GET /api/schedules", "PUT /api/schedules/:name", "POST /api/schedules/:name/run", "GET /api/schedules/:name/runs", "GET /api/docs", "GET /metrics", ...DASHBOARD_ROUTES].join(", ");
+export const FRAMEWORK_ROUTES = [...MANAGEMENT_ROUTE_LIST.map((route) => route.replace(" /", " /api/")), "POST /api/oauth2/token", "POST /api/clients", "GET /api/clients", "DELETE /api/clients/:id", "GET /api/backend", "GET /api/schedules", "PUT /api/schedules/:name", "POST /api/schedules/:name/run", "GET /api/schedules/:name/runs", "GET /api/docs", "GET /metrics", ...DASHBOARD_ROUTES].join(", ");
 
 /** The version in the OpenAPI document (the package's). */
 const FRAMEWORK_API_VERSION = (JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string }).version;
@@ -36,6 +37,8 @@ export interface FrameworkApiOptions {
   /** The periodic jobs (/api/schedules); onScheduleChange stores an edited job. */
   scheduler?: Scheduler;
   onScheduleChange?: (job: JobInfo) => Promise<void>;
+  /** Users, API clients and tokens: every /api route but the open ones then needs a bearer token (auth-routes.ts). */
+  auth?: FrameworkAuth;
 }
 
 export function buildFrameworkApi(options: FrameworkApiOptions): FastifyInstance {
@@ -50,6 +53,7 @@ export function buildFrameworkApi(options: FrameworkApiOptions): FastifyInstance
     },
   });
   void app.register(swaggerUi, { routePrefix: "/api/docs" });
+  if (options.auth !== undefined) installAuth(app, options.auth);
   void app.register(vdiskRoutes(options.storagedriver), { prefix: "/api" });
   void app.register(taskRoutes(options.storagedriver), { prefix: "/api" });
   void app.register(healthRoutes(options.storagedriver, options.nowMs ?? Date.now, options.alba), { prefix: "/api" });
