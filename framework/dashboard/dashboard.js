@@ -23,18 +23,46 @@ function showMessage(text, kind = "error") {
   showMessage.timer = setTimeout(() => { box.hidden = true; }, kind === "error" ? 10_000 : 4_000);
 }
 
-/** Calls the framework API; throws an Error with the API's message on a failure status. */
+/** The bearer token of this browser tab (POST /api/oauth2/token); gone when the tab closes. */
+const TOKEN_KEY = "ovs-token";
+
+function showLogin(show) {
+  byId("login-form").hidden = !show;
+  document.body.classList.toggle("logged-out", show);
+}
+
+/** Calls the framework API; throws an Error with the API's message on a failure status. A 401 asks for a login. */
 async function api(method, path, body) {
-  const response = await fetch(`/api${path}`, {
-    method,
-    headers: body === undefined ? {} : { "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  const headers = {};
+  if (body !== undefined) headers["content-type"] = "application/json";
+  if (token !== null) headers.authorization = `Bearer ${token}`;
+  const response = await fetch(`/api${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const text = await response.text();
   const parsed = text.length === 0 ? undefined : JSON.parse(text);
+  if (response.status === 401) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    showLogin(true);
+  }
   if (!response.ok) throw new Error(parsed?.error?.message ?? `HTTP ${response.status}`);
   return parsed;
 }
+
+byId("login-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  void (async () => {
+    try {
+      const issued = await api("POST", "/oauth2/token", { grant_type: "password", username: byId("login-user").value, password: byId("login-password").value });
+      sessionStorage.setItem(TOKEN_KEY, issued.access_token);
+      byId("login-password").value = "";
+      showLogin(false);
+      showMessage(`logged in (${issued.scope})`, "info");
+      await refresh();
+    } catch (error) {
+      showMessage(error.message);
+    }
+  })();
+});
 
 function formatBytes(bytes) {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -224,6 +252,7 @@ async function refresh() {
     try {
       vdisks = (await api("GET", "/vdisks")).vdisks;
     } catch (error) {
+      if (!byId("login-form").hidden) return; // not logged in: the form is up
       showMessage(error.message);
     }
     renderOverview(health, health === undefined ? undefined : vdisks.length);

@@ -53,8 +53,12 @@ describe("cluster end to end: create, write, snapshot, clone, compare, metrics, 
       "--nbd-port", String(nbdPort), "--iscsi-port", String(iscsiPort)]);
     await cluster.waitForOutput(/ovs ready/, START_TIMEOUT_MS);
     const apiUrl = `http://127.0.0.1:${apiPort}`;
+    // The operator logs in with the admin credentials ovs up left in the data directory.
+    const login = await runOvs(["login", "--credentials", path.join(dataDirectory, "admin-credentials.json"), "--api", apiUrl], 30_000, { XDG_CONFIG_HOME: path.join(work, "config") });
+    assert.equal(login.code, 0, login.stderr);
+    assert.match(login.stdout, /logged in to http:\/\/127\.0\.0\.1:\d+ as admin \(manage\)/);
     const ovs = async (...args: string[]): Promise<string> => {
-      const result = await runOvs([...args, "--api", apiUrl], 120_000);
+      const result = await runOvs([...args, "--api", apiUrl], 120_000, { XDG_CONFIG_HOME: path.join(work, "config") });
       assert.equal(result.code, 0, `ovs ${args.join(" ")}: ${result.stderr}`);
       return result.stdout;
     };

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { readPidFile } from "../../framework/src/cluster/pid-file.ts";
+import { authHeaders, forgetToken, useAdminToken } from "../helpers/ovs-auth.ts";
 import { ChildHarness, freePort, killPid, runOvs } from "../helpers/process-harness.ts";
 import { TempDirs } from "../helpers/temp-dir.ts";
 
@@ -25,6 +26,7 @@ describe("cluster schedules: snapshots with retention, scrub, Alba maintenance",
     const cluster = ChildHarness.ovs(args);
     clusters.push(cluster);
     await cluster.waitForOutput(/ovs ready/, START_TIMEOUT_MS);
+    await useAdminToken(apiUrl, dataDirectory!);
     return cluster;
   }
 
@@ -35,7 +37,7 @@ describe("cluster schedules: snapshots with retention, scrub, Alba maintenance",
 
   async function api(method: string, pathname: string, body?: unknown): Promise<{ status: number; body: any }> {
     const response = await fetch(`${apiUrl}/api${pathname}`, {
-      method, headers: body === undefined ? {} : { "content-type": "application/json" },
+      method, headers: { ...(body === undefined ? {} : { "content-type": "application/json" }), ...authHeaders() },
       body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(120_000),
     });
     const text = await response.text();
@@ -51,6 +53,7 @@ describe("cluster schedules: snapshots with retention, scrub, Alba maintenance",
   });
 
   after(async () => {
+    forgetToken();
     for (const cluster of clusters) if (cluster.running) await cluster.killHard();
     if (dataDirectory !== undefined) {
       const pid = readPidFile(path.join(dataDirectory, "storagedrivers", "vpool1.pid"));

@@ -3,6 +3,7 @@
 // (SIGINT to the whole process group, as a terminal sends it) stops everything cleanly within 30 s.
 import assert from "node:assert/strict";
 import { ChildHarness, freePort } from "../helpers/process-harness.ts";
+import { adminToken } from "../helpers/ovs-auth.ts";
 import { TempDirs } from "../helpers/temp-dir.ts";
 
 describe("npm start: the main job", function () {
@@ -27,7 +28,9 @@ describe("npm start: the main job", function () {
       "--api-port", String(apiPort), "--storagedriver-port", String(storagedriverPort), "--nbd-port", String(nbdPort), "--iscsi-port", String(await freePort())]);
     await harness.waitForOutput(/ovs ready/, 90_000);
     assert.match(harness.stdout, new RegExp(`^NBD on nbd://127\\.0\\.0\\.1:${nbdPort}/<vdisk>$`, "m"));
-    const response = await fetch(`http://127.0.0.1:${apiPort}/api/vdisks/demo`, { signal: AbortSignal.timeout(10_000) });
+    assert.match(harness.stdout, /^admin credentials in \S+admin-credentials\.json \(mode 0600\)/m);
+    const token = await adminToken(`http://127.0.0.1:${apiPort}`, dataDirectory);
+    const response = await fetch(`http://127.0.0.1:${apiPort}/api/vdisks/demo`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(10_000) });
     assert.equal(response.status, 200, harness.describe());
     const demo = (await response.json()) as { name: string; sizeBytes: number };
     assert.equal(demo.name, "demo");

@@ -9,6 +9,7 @@ import path from "node:path";
 import { readPidFile } from "../../framework/src/cluster/pid-file.ts";
 import { useSwiftAndCeph } from "../helpers/object-servers.ts";
 import { ChildHarness, freePort, killPid } from "../helpers/process-harness.ts";
+import { authHeaders, forgetToken, useAdminToken } from "../helpers/ovs-auth.ts";
 import { TempDirs } from "../helpers/temp-dir.ts";
 
 const START_TIMEOUT_MS = 90_000;
@@ -33,6 +34,7 @@ describe("ovs up --backend: a cluster on Swift and on S3", function () {
 
   after(async function () {
     this.timeout(60_000);
+    forgetToken();
     for (const harness of harnesses) await harness.killHard();
     for (const dataDirectory of dataDirectories) {
       const pid = readPidFile(path.join(dataDirectory, "storagedrivers", "vpool1.pid"));
@@ -75,6 +77,7 @@ describe("ovs up --backend: a cluster on Swift and on S3", function () {
         harnesses.push(harness);
         dataDirectories.push(dataDirectory);
         await harness.waitForOutput(/ovs ready/, START_TIMEOUT_MS);
+        await useAdminToken(apiUrl, dataDirectory);
         return harness;
       };
       const stop = async (harness: ChildHarness): Promise<void> => {
@@ -82,7 +85,7 @@ describe("ovs up --backend: a cluster on Swift and on S3", function () {
         assert.deepEqual(await harness.waitForExit(STOP_TIMEOUT_MS), { code: 0, signal: null }, harness.describe());
       };
       const listNames = async (): Promise<string[]> => {
-        const response = await fetch(`${apiUrl}/api/vdisks`, { signal: AbortSignal.timeout(30_000) });
+        const response = await fetch(`${apiUrl}/api/vdisks`, { headers: authHeaders(), signal: AbortSignal.timeout(30_000) });
         assert.equal(response.status, 200);
         return ((await response.json()) as { vdisks: Array<{ name: string }> }).vdisks.map((vdisk) => vdisk.name).sort();
       };
@@ -90,7 +93,7 @@ describe("ovs up --backend: a cluster on Swift and on S3", function () {
       const first = await tempDirs.make("data");
       let harness = await up(first);
       const created = await fetch(`${apiUrl}/api/vdisks`, {
-        method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ name: "onbackend", size: 64 * 1024 * 1024 }),
+        method: "POST", headers: { "content-type": "application/json", ...authHeaders() }, body: JSON.stringify({ name: "onbackend", size: 64 * 1024 * 1024 }),
         signal: AbortSignal.timeout(30_000),
       });
       assert.equal(created.status, 201, await created.text());

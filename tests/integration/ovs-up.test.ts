@@ -11,6 +11,7 @@ import { requireTool, runToolOk } from "../helpers/nbd-tools.ts";
 import { ChildHarness, freePort, killPid, runOvs } from "../helpers/process-harness.ts";
 import { TempDirs } from "../helpers/temp-dir.ts";
 import { readPidFile } from "../../framework/src/cluster/pid-file.ts";
+import { authHeaders, forgetToken, useAdminToken } from "../helpers/ovs-auth.ts";
 
 const START_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 30_000;
@@ -38,6 +39,8 @@ describe("ovs up: single-host cluster", function () {
     await harness.waitForOutput(new RegExp(`storagedriver vpool1 management API on http://127\\.0\\.0\\.1:${storagedriverPort}`), START_TIMEOUT_MS);
     await harness.waitForOutput(new RegExp(`framework API on ${escape(apiUrl)}/api`), START_TIMEOUT_MS);
     await harness.waitForOutput(/ovs ready/, START_TIMEOUT_MS);
+    // Tokens live as long as the framework: log in after every start.
+    await useAdminToken(apiUrl, dataDirectory);
     return harness;
   }
 
@@ -53,7 +56,7 @@ describe("ovs up: single-host cluster", function () {
   async function api(method: string, pathname: string, body?: unknown): Promise<{ status: number; body: any }> {
     const response = await fetch(`${apiUrl}/api${pathname}`, {
       method,
-      headers: body === undefined ? {} : { "content-type": "application/json" },
+      headers: { ...(body === undefined ? {} : { "content-type": "application/json" }), ...authHeaders() },
       body: body === undefined ? undefined : JSON.stringify(body),
       signal: AbortSignal.timeout(30_000),
     });
@@ -76,6 +79,7 @@ describe("ovs up: single-host cluster", function () {
   });
 
   after(async function () {
+    forgetToken();
     for (const harness of harnesses) await harness.killHard();
     // The StorageDriver stops by itself when its parent dies; make sure of it by PID.
     for (const dataDirectory of dataDirectories) {

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import path from "node:path";
 import { readPidFile } from "../../framework/src/cluster/pid-file.ts";
 import { ChildHarness, freePort, killPid, runOvs } from "../helpers/process-harness.ts";
+import { authHeaders, forgetToken, useAdminToken } from "../helpers/ovs-auth.ts";
 import { TempDirs } from "../helpers/temp-dir.ts";
 import { NBD, type NbdTestClient, openNbdClient } from "../unit/volumedriver/nbd/nbd-test-client.ts";
 
@@ -36,7 +37,8 @@ describe("snapshots, clones, rollback, templates and scrubs over the APIs and th
   async function call(baseUrl: string, method: string, pathname: string, body?: unknown): Promise<Answer> {
     const response = await fetch(`${baseUrl}${pathname}`, {
       method,
-      headers: body === undefined ? {} : { "content-type": "application/json" },
+      // The StorageDriver's own API has no auth (loopback only); the framework's needs the token.
+      headers: { ...(body === undefined ? {} : { "content-type": "application/json" }), ...(baseUrl === apiUrl ? authHeaders() : {}) },
       body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
       signal: AbortSignal.timeout(60_000),
     });
@@ -101,9 +103,11 @@ describe("snapshots, clones, rollback, templates and scrubs over the APIs and th
     cluster = ChildHarness.ovs(["up", "--data", dataDirectory, "--api-port", String(apiPort), "--storagedriver-port", String(storagedriverPort),
       "--nbd-port", String(nbdPort), "--iscsi-port", String(await freePort())]);
     await cluster.waitForOutput(/ovs ready/, START_TIMEOUT_MS);
+    await useAdminToken(apiUrl, dataDirectory);
   });
 
   after(async function () {
+    forgetToken();
     for (const client of clients) client.close();
     if (cluster !== undefined) {
       if (cluster.running) killPid(cluster.pid, "SIGINT");

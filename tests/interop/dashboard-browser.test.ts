@@ -1,16 +1,18 @@
 // Goal: the dashboard works in a real browser against a real cluster. `ovs up` runs on loopback;
-// Debian's chromium (driven by playwright-core) opens http://127.0.0.1:PORT/, shows the demo vDisk
+// Debian's chromium (driven by playwright-core) opens http://127.0.0.1:PORT/, asks for a login (a
+// wrong password is refused, the admin's works), shows the demo vDisk
 // and the Alba backend's 3 ASDs up,
 // and while fio writes to the demo vDisk over NBD the IOPS figure and the chart's points move; a
 // snapshot created from the page appears on the page and in the API. A screenshot is saved to
 // test-artifacts/dashboard.png.
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdir } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { chromium, type Browser } from "playwright-core";
 import { readPidFile } from "../../framework/src/cluster/pid-file.ts";
 import { requireTool } from "../helpers/nbd-tools.ts";
+import { adminToken } from "../helpers/ovs-auth.ts";
 import { ChildHarness, freePort, killPid } from "../helpers/process-harness.ts";
 import { TempDirs } from "../helpers/temp-dir.ts";
 
@@ -55,6 +57,15 @@ describe("dashboard in a browser (chromium via playwright-core)", function () {
     const pageErrors: string[] = [];
     page.on("pageerror", (error) => pageErrors.push(error.message));
     await page.goto(`${apiUrl}/`);
+    // Not logged in: the page asks; the admin's password is in the data directory.
+    await page.waitForSelector("#login-form:not([hidden])", { timeout: UI_TIMEOUT_MS });
+    const credentials = JSON.parse(await readFile(path.join(dataDirectory, "admin-credentials.json"), "utf8")) as { username: string; password: string };
+    await page.fill("#login-user", credentials.username);
+    await page.fill("#login-password", "wrong-password");
+    await page.click("#login-submit");
+    await page.waitForFunction(() => /wrong user name or password/.test(document.getElementById("message")?.textContent ?? ""), undefined, { timeout: UI_TIMEOUT_MS });
+    await page.fill("#login-password", credentials.password);
+    await page.click("#login-submit");
     await page.waitForSelector('tr[data-vdisk="demo"]', { timeout: UI_TIMEOUT_MS });
     await page.waitForFunction(() => document.getElementById("cluster-status")?.dataset.status === "ok", undefined, { timeout: UI_TIMEOUT_MS });
     assert.equal(await page.textContent("#selected-name"), "demo");
@@ -77,7 +88,8 @@ describe("dashboard in a browser (chromium via playwright-core)", function () {
     await page.fill("#snapshot-name", "from-dashboard");
     await page.click("#snapshot-create");
     await page.waitForSelector('tr[data-snapshot="from-dashboard"]', { timeout: UI_TIMEOUT_MS });
-    const listed = await (await fetch(`${apiUrl}/api/vdisks/demo/snapshots`)).json() as { snapshots: Array<{ name: string }> };
+    const token = await adminToken(apiUrl, dataDirectory);
+    const listed = await (await fetch(`${apiUrl}/api/vdisks/demo/snapshots`, { headers: { authorization: `Bearer ${token}` } })).json() as { snapshots: Array<{ name: string }> };
     assert.ok(listed.snapshots.some((snapshot) => snapshot.name === "from-dashboard"), JSON.stringify(listed));
 
     await mkdir(ARTIFACT_DIRECTORY, { recursive: true });

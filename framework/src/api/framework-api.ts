@@ -1,6 +1,6 @@
 // The framework API (what `ovs` talks to): /api/vdisks, /api/tasks and /api/health, one plugin each,
 // Prometheus metrics at /metrics and the dashboard at /, with the project's shared Fastify settings and error handling.
-// It listens on loopback by default; it has no authentication yet.
+// It listens on loopback by default; with `auth` every route but the open ones needs a bearer token.
 import { readFileSync } from "node:fs";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";

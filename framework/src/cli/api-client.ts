@@ -2,6 +2,7 @@
 // to do: start the cluster, fix the name, and so on; the CLI prints it and exits non-zero.
 import type { Command } from "commander";
 import { describeFetchError } from "../api/storagedriver-client.ts";
+import { tokenFor } from "./cli-tokens.ts";
 
 export const API_URL_DEFAULT = "http://127.0.0.1:8500";
 /** The CLI waits this long for an answer before giving up. */
@@ -38,9 +39,13 @@ export class FrameworkApiClient {
     let response: Response;
     let text: string;
     try {
+      const token = tokenFor(this.baseUrl);
       response = await fetch(`${this.baseUrl}/api${pathname}`, {
         method,
-        headers: body === undefined ? {} : { "content-type": "application/json" },
+        headers: {
+          ...(body === undefined ? {} : { "content-type": "application/json" }),
+          ...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
+        },
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: AbortSignal.timeout(CLI_REQUEST_TIMEOUT_MS),
       });

@@ -1,7 +1,9 @@
 // `ovs status` (the cluster at a glance: health, backend and ASDs, vDisks, schedules) and
 // `ovs schedule ls | set | run | runs` (the periodic jobs of /api/schedules). --json prints the API's
 // JSON for scripts.
+import { readFileSync } from "node:fs";
 import type { Command } from "commander";
+import { forgetToken, storeToken, tokenFile } from "./cli-tokens.ts";
 import { apiClientOf, CliError } from "./api-client.ts";
 import { formatKeyValues, formatTable } from "./table.ts";
 import type { Print, Run } from "./vdisk-commands.ts";
@@ -164,5 +166,45 @@ export function registerClusterCommands(program: Command, run: Run, print: Print
       print(formatTable(["due", "outcome", "finished", "summary or error"], listed.runs.map((record) => [
         record.dueAt, record.outcome, record.finishedAt ?? "-", record.error ?? (record.summary === undefined ? "" : JSON.stringify(record.summary)),
       ])));
+    }));
+}
+
+/** `ovs login` / `ovs logout`: a bearer token for the API, kept in cli-tokens.ts's file. */
+export function registerLoginCommands(program: Command, run: Run, print: Print): void {
+  program.command("login")
+    .description("get a bearer token for the API (password grant) and keep it for the next commands")
+    .option("--credentials <file>", "a JSON file with username and password (ovs up writes DATA/admin-credentials.json)", "./data/admin-credentials.json")
+    .option("--user <name>", "log in as this user; the password comes from OVS_PASSWORD")
+    .action((options: { credentials: string; user?: string }, command: Command) => run(async () => {
+      let username: string;
+      let password: string;
+      if (options.user !== undefined) {
+        username = options.user;
+        password = process.env.OVS_PASSWORD ?? "";
+        if (password === "") throw new CliError("--user needs the password in OVS_PASSWORD (it is never taken as an argument)");
+      } else {
+        let text: string;
+        try {
+          text = readFileSync(options.credentials, "utf8");
+        } catch (error) {
+          throw new CliError(`cannot read ${options.credentials} (${(error as Error).message}): give --credentials DATA/admin-credentials.json, or --user NAME with OVS_PASSWORD`, { cause: error });
+        }
+        const parsed = JSON.parse(text) as { username?: string; password?: string };
+        if (typeof parsed.username !== "string" || typeof parsed.password !== "string") throw new CliError(`${options.credentials} must hold {"username": ..., "password": ...}`);
+        username = parsed.username;
+        password = parsed.password;
+      }
+      const client = apiClientOf(command);
+      const issued = await client.request("POST", "/oauth2/token", { grant_type: "password", username, password }) as { access_token: string; expires_in: number; scope: string };
+      const expiresAt = new Date(Date.now() + issued.expires_in * 1000).toISOString();
+      storeToken(client.baseUrl, { token: issued.access_token, expiresAt, subject: username });
+      print(`logged in to ${client.baseUrl} as ${username} (${issued.scope}); the token is valid until ${expiresAt} (kept in ${tokenFile()})`);
+    }));
+
+  program.command("logout")
+    .description("forget the token of the API")
+    .action((_options: unknown, command: Command) => run(async () => {
+      const client = apiClientOf(command);
+      print(forgetToken(client.baseUrl) ? `logged out of ${client.baseUrl}` : `no token kept for ${client.baseUrl}`);
     }));
 }

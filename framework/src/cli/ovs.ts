@@ -9,7 +9,7 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { registerAlbaCommands } from "../../../alba/src/cli/alba-commands.ts";
 import { API_URL_DEFAULT } from "./api-client.ts";
 import { registerSnapshotCommands } from "./snapshot-commands.ts";
-import { registerClusterCommands } from "./cluster-commands.ts";
+import { registerClusterCommands, registerLoginCommands } from "./cluster-commands.ts";
 import { registerTaskCommands } from "./task-commands.ts";
 import { registerVdiskCommands } from "./vdisk-commands.ts";
 
@@ -105,6 +105,7 @@ program.command("storagedriver")
 registerSnapshotCommands(registerVdiskCommands(program, run, print), run, print);
 registerTaskCommands(program, run, print);
 registerClusterCommands(program, run, print);
+registerLoginCommands(program, run, print);
 registerAlbaCommands(program, run, print);
 
 await program.parseAsync(process.argv);

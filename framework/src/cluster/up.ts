@@ -9,15 +9,19 @@
 //   vpools/<vpool>/              the vPool's local data: write buffer, metadata
 //   storagedrivers/<vpool>.json  the StorageDriver config, written on every start
 //   storagedrivers/<vpool>.pid   the StorageDriver's PID while it runs
+//   framework.db                 users and API clients (scrypt hashes)
+//   admin-credentials.json       the admin user's password, mode 0600, written on the first start
 //   logs/                        framework.log, storagedriver-<vpool>.log, asd-N.log, alba-proxy.log
 import { readFileSync } from "node:fs";
-import { mkdir, writeFile } from "node:fs/promises";
+import { chmod, mkdir, writeFile } from "node:fs/promises";
 import { createServer, isIP } from "node:net";
 import path from "node:path";
 import { pino } from "pino";
 import { formatSizeBytes, GIB } from "../../../volumedriver/src/storagedriver/size.ts";
 import { buildFrameworkApi } from "../api/framework-api.ts";
 import { createFrameworkMetrics } from "../api/framework-metrics.ts";
+import { AuthStore } from "../auth/auth-store.ts";
+import { TokenIssuer } from "../auth/tokens.ts";
 import { clusterJobs } from "../scheduler/cluster-jobs.ts";
 import { Scheduler } from "../scheduler/scheduler.ts";
 import { StorageDriverClient } from "../api/storagedriver-client.ts";
@@ -28,6 +32,9 @@ import { describeExit } from "./process-supervisor.ts";
 import { STORAGEDRIVER_STOP_TIMEOUT_MS, StorageDriverService, type Output } from "./storagedriver-service.ts";
 
 export const DEMO_VDISK_NAME = "demo";
+export const ADMIN_USER_NAME = "admin";
+/** DIR/admin-credentials.json: {"username", "password"} of the admin user, mode 0600, written on the first start. */
+export const ADMIN_CREDENTIALS_FILE_NAME = "admin-credentials.json";
 export const DEMO_VDISK_SIZE_BYTES = 10 * GIB;
 
 export interface UpOptions extends ClusterConfigOverrides {
@@ -162,7 +169,17 @@ async function runCluster(dataDirectory: string, options: UpOptions, output: Out
     scheduler.add(job);
   }
   let storedConfig = config;
+  // Users, API clients and tokens. The first start makes the admin user and leaves its password in a
+  // file only the owner can read.
+  const authStore = AuthStore.open(path.join(dataDirectory, "framework.db"));
+  const adminCredentialsFile = path.join(dataDirectory, ADMIN_CREDENTIALS_FILE_NAME);
+  const adminPassword = await authStore.ensureAdmin(ADMIN_USER_NAME);
+  if (adminPassword !== undefined) {
+    await writeFile(adminCredentialsFile, `${JSON.stringify({ username: ADMIN_USER_NAME, password: adminPassword }, null, 2)}\n`, { mode: 0o600 });
+    await chmod(adminCredentialsFile, 0o600);
+  }
   const app = buildFrameworkApi({
+    auth: { store: authStore, tokens: new TokenIssuer() },
     storagedriver, logger: logger.child({ component: "api" }), metrics, backendType: vpool.backend.type, ...(alba === undefined ? {} : { alba }),
     scheduler,
     onScheduleChange: async (job) => {
@@ -178,16 +195,20 @@ async function runCluster(dataDirectory: string, options: UpOptions, output: Out
       ? `${config.api.host}:${config.api.port} is in use (another ovs up?): stop that process or pass --api-port`
       : (error as Error).message;
     output.err(`ovs cannot serve the framework API: ${reason}`);
+    authStore.close();
     await service.stop();
     await stopAlba();
     return 1;
   }
   const apiUrl = urlOf(config.api);
   output.out(`framework API on ${apiUrl}/api (vDisks: ${apiUrl}/api/vdisks)`);
+  output.out(adminPassword !== undefined
+    ? `admin credentials in ${adminCredentialsFile} (mode 0600): \`npx ovs login\` uses them`
+    : `admin credentials in ${adminCredentialsFile} (when you keep them there): \`npx ovs login\``);
   output.out(`dashboard on ${apiUrl}/`);
   output.out(`Prometheus metrics on ${apiUrl}/metrics (framework) and ${started.message.url}/metrics (storagedriver ${vpool.name})`);
   if (!isLoopback(config.api.host)) {
-    output.err(`warning: the framework API has no authentication yet and listens on ${config.api.host}: keep it on loopback`);
+    output.err(`warning: the framework API listens on ${config.api.host} over plain HTTP: bearer tokens and passwords cross the network in the clear; keep it on loopback or put TLS in front`);
   }
   const nbd = config.frontends.nbd;
   const nbdUrl = started.message.nbdUrl;
@@ -218,13 +239,15 @@ async function runCluster(dataDirectory: string, options: UpOptions, output: Out
   }
   scheduler.start();
   output.out(`scheduled: ${scheduler.list().map((job) => `${job.name}${job.enabled ? ` (next ${job.nextRunAt})` : " (disabled)"}`).join(", ")}`);
-  output.out(`ovs ready: try \`npx ovs vdisk ls${config.api.port === 8500 && config.api.host === "127.0.0.1" ? "" : ` --api ${apiUrl}`}\`; Ctrl-C stops the cluster`);
+  const apiFlag = config.api.port === 8500 && config.api.host === "127.0.0.1" ? "" : ` --api ${apiUrl}`;
+  output.out(`ovs ready: try \`npx ovs login${apiFlag} --credentials ${adminCredentialsFile} && npx ovs vdisk ls${apiFlag}\`; Ctrl-C stops the cluster`);
 
   const gaveUpExit = await Promise.race([stop.requested.then(() => undefined), service.gaveUp]);
   output.out(gaveUpExit === undefined
     ? `ovs stopping (${stop.signal}): the storagedriver flushes and uploads its vDisks`
     : "ovs stopping: the storagedriver could not be kept running");
   await app.close();
+  authStore.close();
   await scheduler.stop();
   const exit = await service.stop();
   // After the StorageDriver: it flushed and uploaded its vDisks to Alba on the way out.
