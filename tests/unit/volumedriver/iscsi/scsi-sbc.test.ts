@@ -177,6 +177,25 @@ describe("SCSI SBC-4 block commands", function () {
     assert.equal(result.transferLengthBytes, 4 * BLOCK, "the CDB's length, for the transport's overflow residual");
   });
 
+  it("test_prefetch10 / test_prefetch16: reads the range ahead, GOOD, range checked, IMMED answers first", async () => {
+    device.log.length = 0;
+    expectGood(await run(fixture.target, cdb10(OPCODE.PRE_FETCH_10, 16, 8)));
+    assert.deepEqual(device.log, [`read ${16 * BLOCK}`]);
+    device.log.length = 0;
+    expectGood(await run(fixture.target, cdb16(OPCODE.PRE_FETCH_16, 32, 8)));
+    assert.deepEqual(device.log, [`read ${32 * BLOCK}`]);
+    expectSense(await run(fixture.target, cdb10(OPCODE.PRE_FETCH_10, CAPACITY_BLOCKS - 4, 8)), "LbaOutOfRange");
+    // IMMED: GOOD before the read has finished.
+    device.readDelayMs = 200;
+    device.log.length = 0;
+    const startedMs = Date.now();
+    expectGood(await run(fixture.target, cdb10(OPCODE.PRE_FETCH_10, 64, 8, 0x02)));
+    assert.ok(Date.now() - startedMs < 150, "IMMED does not wait for the read");
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.deepEqual(device.log, [`read ${64 * BLOCK}`]);
+    device.readDelayMs = 0;
+  });
+
   it("test_read10_max_transfer_length", async () => {
     expectSense(await run(fixture.target, cdb16(OPCODE.READ_16, 0, 65_537)), "InvalidFieldInCdb");
   });

@@ -19,6 +19,7 @@ export const OPCODE = {
   WRITE_10: 0x2a,
   WRITE_AND_VERIFY_10: 0x2e,
   VERIFY_10: 0x2f,
+  PRE_FETCH_10: 0x34,
   SYNCHRONIZE_CACHE_10: 0x35,
   WRITE_SAME_10: 0x41,
   UNMAP: 0x42,
@@ -33,6 +34,7 @@ export const OPCODE = {
   WRITE_16: 0x8a,
   WRITE_AND_VERIFY_16: 0x8e,
   VERIFY_16: 0x8f,
+  PRE_FETCH_16: 0x90,
   SYNCHRONIZE_CACHE_16: 0x91,
   WRITE_SAME_16: 0x93,
   SERVICE_ACTION_IN_16: 0x9e,
@@ -128,6 +130,7 @@ export function decodeBlockCdb(cdb: Buffer): DecodedBlockCdb | undefined {
       d.blocks = cdb.readUInt16BE(7);
       d.byteCheck = (cdb[1] >> 1) & 0x03;
       return d;
+    case OPCODE.PRE_FETCH_10:
     case OPCODE.SYNCHRONIZE_CACHE_10:
       d.lba = cdb.readUInt32BE(2);
       d.blocks = cdb.readUInt16BE(7);
@@ -162,6 +165,7 @@ export function decodeBlockCdb(cdb: Buffer): DecodedBlockCdb | undefined {
       d.blocks = cdb.readUInt32BE(10);
       d.byteCheck = (cdb[1] >> 1) & 0x03;
       return d;
+    case OPCODE.PRE_FETCH_16:
     case OPCODE.SYNCHRONIZE_CACHE_16:
       d.lba = readLba64(cdb, 2);
       d.blocks = cdb.readUInt32BE(10);

@@ -6,7 +6,7 @@ import { MAINTENANCE_IN, OPCODE, SERVICE_ACTION_IN_16 } from "./cdb.ts";
 import type { CommandContext, CommandHandler } from "./logical-unit.ts";
 import { PR_IN, PR_OUT, type ReservationAccess } from "./persistent-reservations.ts";
 import {
-  compareAndWrite, getLbaStatus, read, readCapacity10, readCapacity16, synchronizeCache, unmap, verify, write,
+  compareAndWrite, getLbaStatus, preFetch, read, readCapacity10, readCapacity16, synchronizeCache, unmap, verify, write,
   writeAndVerify, writeSame,
 } from "./sbc.ts";
 import { invalidCdbField, ReservationConflictError } from "./sense-table.ts";
@@ -87,6 +87,7 @@ export const COMMANDS: readonly CommandDescriptor[] = [
   row(OPCODE.WRITE_10, "WRITE(10)", RW10_USAGE, "write", write),
   row(OPCODE.WRITE_AND_VERIFY_10, "WRITE AND VERIFY(10)", [0xf2, ...FF4, 0x1f, 0xff, 0xff, 0], "write", writeAndVerify),
   row(OPCODE.VERIFY_10, "VERIFY(10)", [0xf6, ...FF4, 0x1f, 0xff, 0xff, 0], "read", verify),
+  row(OPCODE.PRE_FETCH_10, "PRE-FETCH(10)", [0x02, ...FF4, 0x3f, 0xff, 0xff, 0], "read", preFetch),
   row(OPCODE.SYNCHRONIZE_CACHE_10, "SYNCHRONIZE CACHE(10)", [0x02, ...FF4, 0x1f, 0xff, 0xff, 0], "write", synchronizeCache),
   row(OPCODE.WRITE_SAME_10, "WRITE SAME(10)", [0xf8, ...FF4, 0x1f, 0xff, 0xff, 0], "write", writeSame),
   row(OPCODE.UNMAP, "UNMAP", [0x01, 0, 0, 0, 0, 0x1f, 0xff, 0xff, 0], "write", unmap),
@@ -103,6 +104,7 @@ export const COMMANDS: readonly CommandDescriptor[] = [
   row(OPCODE.WRITE_16, "WRITE(16)", RW16_USAGE, "write", write),
   row(OPCODE.WRITE_AND_VERIFY_16, "WRITE AND VERIFY(16)", [0xf2, ...FF8, ...FF4, 0x1f, 0], "write", writeAndVerify),
   row(OPCODE.VERIFY_16, "VERIFY(16)", [0xf6, ...FF8, ...FF4, 0x1f, 0], "read", verify),
+  row(OPCODE.PRE_FETCH_16, "PRE-FETCH(16)", [0x02, ...FF8, ...FF4, 0x3f, 0], "read", preFetch),
   row(OPCODE.SYNCHRONIZE_CACHE_16, "SYNCHRONIZE CACHE(16)", [0x02, ...FF8, ...FF4, 0x1f, 0], "write", synchronizeCache),
   row(OPCODE.WRITE_SAME_16, "WRITE SAME(16)", [0xf9, ...FF8, ...FF4, 0x1f, 0], "write", writeSame),
   row(OPCODE.SERVICE_ACTION_IN_16, "READ CAPACITY(16)", [0x1f, 0, 0, 0, 0, 0, 0, 0, 0, ...FF4, 0, 0], "allowed", readCapacity16,

@@ -35,6 +35,8 @@ export interface ScsiBlockLimits {
   writeSameChunkBytes: number;
   /** Most (LBA range) extents GET LBA STATUS examines in one command. */
   getLbaStatusWindowBlocks: number;
+  /** Most blocks one PRE-FETCH reads ahead (into the read cache). */
+  prefetchMaxBlocks: number;
 }
 
 export const DEFAULT_SCSI_BLOCK_LIMITS: ScsiBlockLimits = {
@@ -46,6 +48,7 @@ export const DEFAULT_SCSI_BLOCK_LIMITS: ScsiBlockLimits = {
   maxCompareAndWriteLengthBlocks: 255, // the largest a one-byte NUMBER OF LOGICAL BLOCKS can ask
   writeSameChunkBytes: 1024 * 1024,
   getLbaStatusWindowBlocks: 131_072, // 64 MiB
+  prefetchMaxBlocks: 131_072, // 64 MiB
 };
 
 /** Current mode parameters (SPC-5 §7.5, SBC-4 §6.5) we let initiators change. */

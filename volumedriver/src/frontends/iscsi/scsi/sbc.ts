@@ -261,6 +261,37 @@ export async function synchronizeCache(context: CommandContext): Promise<undefin
   return undefined;
 }
 
+// ---- PRE-FETCH (SBC-4 §5.9, §5.10) ---------------------------------------------------------------
+
+/**
+ * Reads the range so that what lives only on the backend lands in the read cache (local data is in
+ * the page cache already), at most limits.prefetchMaxBlocks from the LBA (PREFETCH LENGTH 0: to the
+ * end of the medium). GOOD, never CONDITION MET: the read cache may evict the blocks again, so we do
+ * not promise they stay (SBC-4 allows GOOD when they may not all fit). With IMMED the read goes on
+ * after GOOD and its failure is dropped: PRE-FETCH is a hint, the reads that follow report errors.
+ */
+export async function preFetch(context: CommandContext): Promise<undefined> {
+  const lu = context.lu;
+  const decoded = decode(context);
+  checkLbaRange(decoded.lba, decoded.blocks, lu.capacityBlocks);
+  const wanted = decoded.blocks === 0 ? lu.capacityBlocks - decoded.lba : decoded.blocks;
+  const blocks = Math.min(wanted, lu.limits.prefetchMaxBlocks);
+  const work = (async (): Promise<void> => {
+    const chunkBlocks = lu.limits.maxTransferLengthBlocks;
+    for (let done = 0; done < blocks; done += chunkBlocks) {
+      throwIfAborted(context.command.signal);
+      const count = Math.min(chunkBlocks, blocks - done);
+      await lu.device.read(byteOffset(decoded.lba + done), count * LOGICAL_BLOCK_SIZE_BYTES);
+    }
+  })();
+  if (decoded.immediate) {
+    work.catch(() => undefined);
+    return undefined;
+  }
+  await work;
+  return undefined;
+}
+
 // ---- UNMAP (SBC-4 §5.32) -------------------------------------------------------------------------
 
 interface UnmapDescriptor {
