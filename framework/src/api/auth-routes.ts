@@ -128,7 +128,7 @@ async function authPlugin(app: FastifyInstance, auth: FrameworkAuth): Promise<vo
   });
   app.get("/api/clients", async () => ({ clients: auth.store.listClients() }));
   app.delete<{ Params: { id: string } }>("/api/clients/:id", {
-    schema: { params: { type: "object", required: ["id"], additionalProperties: false, properties: { id: { type: "string", pattern: "^ovs-[0-9a-f]{16}$" } } } },
+    schema: { params: { type: "object", required: ["id"], additionalProperties: false, properties: { id: { type: "string", minLength: 1, maxLength: 64, pattern: "^[A-Za-z0-9-]+$" } } } },
   }, async (request, reply) => {
     if (!auth.store.deleteClient(request.params.id)) throw new HttpError(404, "NOT_FOUND", `no API client ${request.params.id}: \`GET /api/clients\` lists them`);
     return reply.code(204).send();

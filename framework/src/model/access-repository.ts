@@ -4,7 +4,7 @@
 // project). A client's secret is made here and returned once, at creation or rotation; passwords
 // and secrets never come back out, and nothing this file returns holds a hash.
 import { randomBytes } from "node:crypto";
-import { hashSecret, ROLES, verifySecret, type Role } from "../auth/auth-store.ts";
+import { hashSecret, ROLES, verifySecret, type Role } from "../auth/secrets.ts";
 import { requireName, requireOneOf, requireOnlyKeys, requireRecord, requireString } from "./field-checks.ts";
 import { insertUnique, type ModelContext } from "./model-context.ts";
 import { invalid, notFound } from "./model-error.ts";

@@ -97,7 +97,7 @@ export const MODEL_MIGRATIONS: readonly string[] = [
       CREATE INDEX vdisks_by_vpool ON vdisks (vpool);
       CREATE INDEX vdisks_by_parent ON vdisks (parent_vdisk);
   `,
-  // 2: operations. api_clients and users have the columns of framework/src/auth/auth-store.ts.
+  // 2: operations. api_clients and users hold scrypt hashes (framework/src/auth/secrets.ts).
   `
       INSERT INTO schema_migrations (version, description, applied_at) VALUES
         (2, 'operations: tasks, schedules and their run history, API clients and users', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
