@@ -118,11 +118,12 @@ async function authPlugin(app: FastifyInstance, auth: FrameworkAuth): Promise<vo
     type: "object", required: ["role"], additionalProperties: false,
     properties: {
       role: { type: "string", enum: [...ROLES], description: "read, write or manage" },
-      description: { type: "string", maxLength: 200, description: "what the client is for, e.g. 'backup scripts'" },
+      description: { type: "string", maxLength: 200, description: "what the client is for, e.g. 'backup scripts' (default: API client (ROLE))" },
     },
   } as const;
   app.post<{ Body: { role: Role; description?: string } }>("/api/clients", { schema: { body: clientBodySchema } }, async (request, reply) => {
-    const created = await auth.store.createClient(request.body.role, request.body.description ?? "");
+    const description = request.body.description === undefined || request.body.description.trim() === "" ? `API client (${request.body.role})` : request.body.description;
+    const created = await auth.store.createClient(request.body.role, description);
     request.log.info({ clientId: created.clientId, role: created.info.role }, "API client created");
     return reply.code(201).send({ ...created.info, clientSecret: created.clientSecret });
   });
