@@ -4,6 +4,10 @@
 // keeps a bounded history of its runs with their outcome. A run that comes due while the previous
 // run of the same job still runs is not started: it is recorded as skipped, so runs never overlap.
 // stop() cancels the timer and waits for the runs in progress.
+// Time: one timer, for the earliest due job. Runs missed while the process slept or the clock jumped
+// forward are not replayed: the job runs once, late, and then keeps its schedule. A failing job, a
+// failing history store or a throwing hook never stops the scheduler nor rejects anything unhandled.
+import assert from "node:assert/strict";
 
 /** When a job runs (UTC). */
 export type ScheduleSpec =
@@ -33,20 +37,27 @@ export interface RunHistoryStore {
   list(job: string, limit: number): RunRecord[];
 }
 
+/** Runs kept per job by default: six weeks of hourly runs. */
+export const RUNS_PER_JOB_KEPT_MAX_DEFAULT = 1000;
+
+/** The history in memory, for tests and until the model's store takes over; forgets the oldest runs. */
 export class MemoryRunHistory implements RunHistoryStore {
   private readonly runs = new Map<string, RunRecord[]>();
 
-  constructor(private readonly perJobMax = 100) {}
+  constructor(private readonly runsPerJobKeptMax = RUNS_PER_JOB_KEPT_MAX_DEFAULT) {
+    assert.ok(Number.isSafeInteger(runsPerJobKeptMax) && runsPerJobKeptMax >= 1, "runsPerJobKeptMax is a positive count");
+  }
 
   append(record: RunRecord): void {
     const list = this.runs.get(record.job) ?? [];
     list.push(record);
-    if (list.length > this.perJobMax) list.splice(0, list.length - this.perJobMax);
+    if (list.length > this.runsPerJobKeptMax) list.splice(0, list.length - this.runsPerJobKeptMax);
     this.runs.set(record.job, list);
   }
 
   list(job: string, limit: number): RunRecord[] {
-    return (this.runs.get(job) ?? []).slice(-limit);
+    // slice(-0) would be the whole list.
+    return limit <= 0 ? [] : (this.runs.get(job) ?? []).slice(-limit);
   }
 }
 
@@ -87,24 +98,39 @@ export interface JobInfo {
   lastRun?: RunRecord;
 }
 
-/** Checks a schedule from a request or a config file; throws Error with what a valid one looks like. */
+/** The longest interval: a week (everyMinutes is aligned to the epoch, so weekly runs fall on Thursdays). */
+export const EVERY_MINUTES_MAX = 10_080;
+const SCHEDULE_FORMAT = `a schedule is {"everyMinutes": 1-${EVERY_MINUTES_MAX}}, {"hourlyAtMinute": 0-59} or {"dailyAt": {"hour": 0-23, "minute": 0-59}} (UTC)`;
+
+/**
+ * Checks a schedule from a request or a config file; throws Error saying what is wrong and what a
+ * valid one looks like. Returns a fresh object holding only the schedule's own fields.
+ */
 export function validateSchedule(value: unknown): ScheduleSpec {
-  const spec = value as Record<string, unknown> | null;
-  const fail = (): never => {
-    throw new Error(`a schedule is {"everyMinutes": 1-10080}, {"hourlyAtMinute": 0-59} or {"dailyAt": {"hour": 0-23, "minute": 0-59}} (UTC); got ${JSON.stringify(value)}`);
+  const fail = (problem: string): never => {
+    throw new Error(`invalid schedule ${JSON.stringify(value) ?? String(value)}: ${problem}; ${SCHEDULE_FORMAT}`);
   };
-  if (typeof spec !== "object" || spec === null || Object.keys(spec).length !== 1) return fail();
+  const isRecord = (candidate: unknown): candidate is Record<string, unknown> =>
+    typeof candidate === "object" && candidate !== null && !Array.isArray(candidate);
   const integerIn = (candidate: unknown, min: number, max: number): candidate is number =>
     Number.isInteger(candidate) && (candidate as number) >= min && (candidate as number) <= max;
-  if ("everyMinutes" in spec) return integerIn(spec.everyMinutes, 1, 10_080) ? { everyMinutes: spec.everyMinutes } : fail();
-  if ("hourlyAtMinute" in spec) return integerIn(spec.hourlyAtMinute, 0, 59) ? { hourlyAtMinute: spec.hourlyAtMinute } : fail();
-  if ("dailyAt" in spec) {
-    const time = spec.dailyAt as Record<string, unknown> | null;
-    if (typeof time === "object" && time !== null && Object.keys(time).length === 2 && integerIn(time.hour, 0, 23) && integerIn(time.minute, 0, 59)) {
-      return { dailyAt: { hour: time.hour, minute: time.minute } };
-    }
+  if (!isRecord(value)) return fail("not an object");
+  const keys = Object.keys(value);
+  if (keys.length !== 1) return fail(`it needs exactly one of everyMinutes, hourlyAtMinute, dailyAt; it has ${keys.length === 0 ? "none" : keys.join(", ")}`);
+  if ("everyMinutes" in value) {
+    return integerIn(value.everyMinutes, 1, EVERY_MINUTES_MAX) ? { everyMinutes: value.everyMinutes } : fail(`everyMinutes must be an integer from 1 to ${EVERY_MINUTES_MAX}`);
   }
-  return fail();
+  if ("hourlyAtMinute" in value) {
+    return integerIn(value.hourlyAtMinute, 0, 59) ? { hourlyAtMinute: value.hourlyAtMinute } : fail("hourlyAtMinute must be an integer from 0 to 59");
+  }
+  if ("dailyAt" in value) {
+    const time = value.dailyAt;
+    if (!isRecord(time) || Object.keys(time).length !== 2 || !("hour" in time) || !("minute" in time)) return fail("dailyAt must be {\"hour\": h, \"minute\": m}");
+    if (!integerIn(time.hour, 0, 23)) return fail("dailyAt.hour must be an integer from 0 to 23");
+    if (!integerIn(time.minute, 0, 59)) return fail("dailyAt.minute must be an integer from 0 to 59");
+    return { dailyAt: { hour: time.hour, minute: time.minute } };
+  }
+  return fail(`unknown kind ${keys[0]}`);
 }
 
 const MINUTE_MS = 60_000;
@@ -133,6 +159,26 @@ interface JobState {
   running: Promise<void> | undefined;
 }
 
+export interface SchedulerOptions {
+  clock?: SchedulerClock;
+  history?: RunHistoryStore;
+  /** Told of every run recorded (succeeded, failed or skipped), e.g. to log it. */
+  onRunFinished?: (record: RunRecord) => void;
+  /**
+   * Told when a run could not be recorded: the history store or onRunFinished threw. The run itself
+   * is over either way. By default a process warning (printed on stderr).
+   */
+  onRecordFailed?: (record: RunRecord, error: Error) => void;
+}
+
+function warnRecordFailed(record: RunRecord, error: Error): void {
+  process.emitWarning(`the ${record.outcome} run of job ${record.job} due at ${record.dueAt} was not recorded: ${error.message}`, "SchedulerWarning");
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
 export class Scheduler {
   private readonly jobs = new Map<string, JobState>();
   private timer: unknown;
@@ -142,14 +188,18 @@ export class Scheduler {
   private readonly clock: SchedulerClock;
   readonly history: RunHistoryStore;
   private readonly onRunFinished: ((record: RunRecord) => void) | undefined;
+  private readonly onRecordFailed: (record: RunRecord, error: Error) => void;
 
-  constructor(options: { clock?: SchedulerClock; history?: RunHistoryStore; onRunFinished?: (record: RunRecord) => void } = {}) {
+  constructor(options: SchedulerOptions = {}) {
     this.clock = options.clock ?? SYSTEM_CLOCK;
     this.history = options.history ?? new MemoryRunHistory();
     this.onRunFinished = options.onRunFinished;
+    this.onRecordFailed = options.onRecordFailed ?? warnRecordFailed;
   }
 
+  /** Adds a job; throws Error for a duplicate name or an invalid schedule. */
   add(definition: JobDefinition): void {
+    assert.ok(typeof definition.name === "string" && definition.name.length > 0, "a job has a name");
     if (this.jobs.has(definition.name)) throw new Error(`job ${definition.name} already exists`);
     const schedule = validateSchedule(definition.schedule);
     this.jobs.set(definition.name, {
@@ -158,26 +208,33 @@ export class Scheduler {
     this.arm();
   }
 
-  /** Changes a job's schedule or enables/disables it; takes effect at once. */
+  /**
+   * Changes a job's schedule or enables/disables it; takes effect at once and leaves a run in
+   * progress alone. A new schedule, or enabling a disabled job, counts from now: a job disabled past
+   * its due time does not run the moment it is enabled again.
+   */
   update(name: string, change: { schedule?: unknown; enabled?: boolean }): JobInfo {
     const job = this.jobs.get(name);
     if (job === undefined) throw new Error(`no job ${name}: the jobs are ${[...this.jobs.keys()].join(", ")}`);
-    if (change.schedule !== undefined) {
-      job.schedule = validateSchedule(change.schedule);
-      job.nextDueMs = nextDueMs(job.schedule, this.clock.nowMs());
-    }
+    // Validate everything before changing anything.
+    const schedule = change.schedule === undefined ? undefined : validateSchedule(change.schedule);
+    const enabling = change.enabled === true && !job.enabled;
+    if (schedule !== undefined) job.schedule = schedule;
     if (change.enabled !== undefined) job.enabled = change.enabled;
+    if (schedule !== undefined || enabling) job.nextDueMs = nextDueMs(job.schedule, this.clock.nowMs());
     this.arm();
     return this.info(job);
   }
 
   /**
    * Runs a job now, outside its schedule (its next scheduled run stays); resolves with the run's
-   * record. Throws JobBusyError while a run of it is in progress, Error for an unknown job.
+   * record. Throws JobBusyError while a run of it is in progress, Error for an unknown job or once
+   * the scheduler is stopping (stop() could not wait for the run).
    */
   async runNow(name: string): Promise<RunRecord> {
     const job = this.jobs.get(name);
     if (job === undefined) throw new Error(`no job ${name}: the jobs are ${[...this.jobs.keys()].join(", ")}`);
+    if (this.stopped) throw new Error(`the scheduler is stopping: job ${name} cannot run now`);
     if (job.running !== undefined) throw new JobBusyError(name);
     let record: RunRecord | undefined;
     const running = this.run(job, this.clock.nowMs(), (finished) => { record = finished; });
@@ -243,20 +300,32 @@ export class Scheduler {
     this.arm();
   }
 
+  /** Runs the job once and records the outcome; never rejects. */
   private async run(job: JobState, dueMs: number, onRecord?: (record: RunRecord) => void): Promise<void> {
     const startedAt = new Date(this.clock.nowMs()).toISOString();
     const base = { job: job.definition.name, dueAt: new Date(dueMs).toISOString(), startedAt };
+    let record: RunRecord;
     try {
       const summary = await job.definition.run();
-      this.record({ ...base, finishedAt: new Date(this.clock.nowMs()).toISOString(), outcome: "succeeded", ...(summary === undefined ? {} : { summary }) }, onRecord);
+      record = { ...base, finishedAt: new Date(this.clock.nowMs()).toISOString(), outcome: "succeeded", ...(summary === undefined ? {} : { summary }) };
     } catch (error) {
-      this.record({ ...base, finishedAt: new Date(this.clock.nowMs()).toISOString(), outcome: "failed", error: (error as Error).message }, onRecord);
+      record = { ...base, finishedAt: new Date(this.clock.nowMs()).toISOString(), outcome: "failed", error: errorMessage(error) };
     }
+    this.record(record, onRecord);
   }
 
+  /** Stores a run and tells the hooks; a store or hook that throws is reported, never propagated. */
   private record(record: RunRecord, onRecord?: (record: RunRecord) => void): void {
     onRecord?.(record);
-    this.history.append(record);
-    this.onRunFinished?.(record);
+    try {
+      this.history.append(record);
+      this.onRunFinished?.(record);
+    } catch (error) {
+      try {
+        this.onRecordFailed(record, error instanceof Error ? error : new Error(String(error)));
+      } catch {
+        // The last resort threw as well: nothing is left to tell, and the timer must go on.
+      }
+    }
   }
 }
