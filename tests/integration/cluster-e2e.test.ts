@@ -7,10 +7,11 @@ import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { readPidFile } from "../../framework/src/cluster/pid-file.ts";
 import { requireTool, runToolOk } from "../helpers/nbd-tools.ts";
 import { ChildHarness, freePort, killPid, runOvs } from "../helpers/process-harness.ts";
 import { TempDirs } from "../helpers/temp-dir.ts";
+import { readPidFile } from "../../framework/src/cluster/pid-file.ts";
+import { stopOvsUp } from "../helpers/framework-fixtures.ts";
 
 const START_TIMEOUT_MS = 90_000;
 const MIB = 1024 * 1024;
@@ -33,14 +34,7 @@ describe("cluster end to end: create, write, snapshot, clone, compare, metrics, 
   let dataDirectory: string | undefined;
 
   after(async () => {
-    if (cluster?.running) {
-      killPid(cluster.pid, "SIGINT");
-      await cluster.waitForExit(30_000).catch(async () => cluster?.killHard());
-    }
-    if (dataDirectory !== undefined) {
-      const pid = readPidFile(path.join(dataDirectory, "storagedrivers", "vpool1.pid"));
-      if (pid !== undefined) killPid(pid, "SIGKILL");
-    }
+    await stopOvsUp(cluster, dataDirectory);
     await tempDirs.removeAll();
   });
 

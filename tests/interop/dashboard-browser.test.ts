@@ -10,11 +10,11 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { chromium, type Browser } from "playwright-core";
-import { readPidFile } from "../../framework/src/cluster/pid-file.ts";
 import { requireTool } from "../helpers/nbd-tools.ts";
 import { adminToken } from "../helpers/ovs-auth.ts";
 import { ChildHarness, freePort, killPid } from "../helpers/process-harness.ts";
 import { TempDirs } from "../helpers/temp-dir.ts";
+import { stopOvsUp } from "../helpers/framework-fixtures.ts";
 
 const START_TIMEOUT_MS = 90_000;
 const UI_TIMEOUT_MS = 30_000;
@@ -31,14 +31,7 @@ describe("dashboard in a browser (chromium via playwright-core)", function () {
   after(async () => {
     if (fio?.pid !== undefined && fio.exitCode === null) killPid(fio.pid, "SIGKILL");
     await browser?.close();
-    if (cluster !== undefined) {
-      killPid(cluster.pid, "SIGINT");
-      await cluster.waitForExit(30_000).catch(async () => cluster?.killHard());
-    }
-    if (dataDirectory !== undefined) {
-      const pid = readPidFile(path.join(dataDirectory, "storagedrivers", "vpool1.pid"));
-      if (pid !== undefined) killPid(pid, "SIGKILL");
-    }
+    await stopOvsUp(cluster, dataDirectory);
     await tempDirs.removeAll();
   });
 

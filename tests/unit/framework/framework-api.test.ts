@@ -4,14 +4,14 @@
 import assert from "node:assert/strict";
 import type { FastifyInstance } from "fastify";
 import { buildFrameworkApi } from "../../../framework/src/api/framework-api.ts";
-import { StorageDriverClient } from "../../../framework/src/api/storagedriver-client.ts";
+import { unreachableStorageDriver } from "../../helpers/framework-fixtures.ts";
 
 describe("framework: API request validation", function () {
   let app: FastifyInstance;
 
   before(async function () {
     // Port 1 on loopback: nothing listens there, so a request that got past validation would fail with 503.
-    const storagedriver = new StorageDriverClient({ vpool: "vpool1", baseUrl: "http://127.0.0.1:1", logHint: "the storagedriver log", requestTimeoutMs: 5_000 });
+    const storagedriver = unreachableStorageDriver();
     app = buildFrameworkApi({ storagedriver });
     await app.ready();
   });

@@ -11,12 +11,12 @@ import { Writable } from "node:stream";
 import type { FastifyInstance } from "fastify";
 import { pino } from "pino";
 import { buildFrameworkApi } from "../../../framework/src/api/framework-api.ts";
-import { StorageDriverClient } from "../../../framework/src/api/storagedriver-client.ts";
 import { AuthStore } from "../../../framework/src/auth/auth-store.ts";
 import { TokenIssuer } from "../../../framework/src/auth/tokens.ts";
 import { Scheduler } from "../../../framework/src/scheduler/scheduler.ts";
 import { MANAGEMENT_ROUTE_LIST } from "../../../volumedriver/src/storagedriver/management-api.ts";
 import { TempDirs } from "../../helpers/temp-dir.ts";
+import { unreachableStorageDriver } from "../../helpers/framework-fixtures.ts";
 
 describe("framework: authentication and roles", function () {
   this.timeout(60_000);
@@ -46,7 +46,7 @@ describe("framework: authentication and roles", function () {
     const scheduler = new Scheduler();
     scheduler.add({ name: "snapshots", schedule: { hourlyAtMinute: 0 }, enabled: false, run: async () => undefined });
     const logger = pino({ level: "debug" }, new Writable({ write(chunk, _encoding, done) { logText += String(chunk); done(); } }));
-    const storagedriver = new StorageDriverClient({ vpool: "vpool1", baseUrl: "http://127.0.0.1:1", logHint: "the storagedriver log", requestTimeoutMs: 5_000 });
+    const storagedriver = unreachableStorageDriver();
     app = buildFrameworkApi({ storagedriver, logger, scheduler, auth: { store, tokens: new TokenIssuer({ lifetimeSeconds: 3600, nowMs: () => nowMs }) } });
     await app.ready();
     for (const [name, password] of [["admin", adminPassword], ["reader", "reader-password-1"], ["writer", "writer-password-1"]]) {

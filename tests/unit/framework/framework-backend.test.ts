@@ -8,7 +8,7 @@ import type { AsdStatus } from "../../../alba/src/client/alba-client-api.ts";
 import type { AlbaBackendView } from "../../../framework/src/api/backend-routes.ts";
 import { buildFrameworkApi } from "../../../framework/src/api/framework-api.ts";
 import { createFrameworkMetrics } from "../../../framework/src/api/framework-metrics.ts";
-import { StorageDriverClient } from "../../../framework/src/api/storagedriver-client.ts";
+import { unreachableStorageDriver } from "../../helpers/framework-fixtures.ts";
 
 function asd(index: number, health: "up" | "down"): AsdStatus {
   return {
@@ -35,7 +35,7 @@ describe("framework: the managed Alba backend in /api/backend, /api/health and /
   } satisfies AlbaBackendView & { answer: AsdStatus[] | Error };
 
   before(async function () {
-    const storagedriver = new StorageDriverClient({ vpool: "vpool1", baseUrl: "http://127.0.0.1:1", logHint: "the storagedriver log", requestTimeoutMs: 5_000 });
+    const storagedriver = unreachableStorageDriver();
     app = buildFrameworkApi({ storagedriver, backendType: "managed-alba", alba: fake, metrics: createFrameworkMetrics({ alba: fake, processMetrics: false }) });
     await app.ready();
   });

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import type { FastifyInstance } from "fastify";
 import { buildFrameworkApi } from "../../../framework/src/api/framework-api.ts";
 import { createFrameworkMetrics } from "../../../framework/src/api/framework-metrics.ts";
-import { StorageDriverClient } from "../../../framework/src/api/storagedriver-client.ts";
+import { unreachableStorageDriver } from "../../helpers/framework-fixtures.ts";
 
 function sampleValue(text: string, name: string, labels: Record<string, string>): number | undefined {
   for (const line of text.split("\n")) {
@@ -22,7 +22,7 @@ describe("framework: Prometheus metrics", function () {
 
   before(async function () {
     // Port 1 on loopback: nothing listens there, so vDisk requests end in 503 from the framework itself.
-    const storagedriver = new StorageDriverClient({ vpool: "vpool1", baseUrl: "http://127.0.0.1:1", logHint: "the storagedriver log", requestTimeoutMs: 5_000 });
+    const storagedriver = unreachableStorageDriver();
     app = buildFrameworkApi({ storagedriver, metrics: createFrameworkMetrics({ storagedrivers: [supervised] }) });
     await app.ready();
   });

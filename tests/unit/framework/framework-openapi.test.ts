@@ -4,8 +4,8 @@
 import assert from "node:assert/strict";
 import type { FastifyInstance } from "fastify";
 import { buildFrameworkApi } from "../../../framework/src/api/framework-api.ts";
-import { StorageDriverClient } from "../../../framework/src/api/storagedriver-client.ts";
 import { MANAGEMENT_ROUTE_LIST } from "../../../volumedriver/src/storagedriver/management-api.ts";
+import { unreachableStorageDriver } from "../../helpers/framework-fixtures.ts";
 
 interface OpenApiDocument {
   openapi: string;
@@ -17,7 +17,7 @@ describe("framework: OpenAPI at /api/docs", function () {
   let app: FastifyInstance;
 
   before(async function () {
-    const storagedriver = new StorageDriverClient({ vpool: "vpool1", baseUrl: "http://127.0.0.1:1", logHint: "the storagedriver log", requestTimeoutMs: 5_000 });
+    const storagedriver = unreachableStorageDriver();
     app = buildFrameworkApi({ storagedriver });
     await app.ready();
   });
