@@ -78,7 +78,7 @@ async function authPlugin(app: FastifyInstance, auth: FrameworkAuth): Promise<vo
     }
   });
 
-  app.post<{ Body: TokenBody }>(TOKEN_PATH, { schema: { description: "OAuth2 token endpoint: password or client_credentials grant", hide: false } }, async (request) => {
+  app.post<{ Body: TokenBody }>(TOKEN_PATH, { schema: { description: "OAuth2 token endpoint: password or client_credentials grant" } }, async (request) => {
     const body = (request.body ?? {}) as TokenBody;
     const text = (value: unknown): string | undefined => (typeof value === "string" && value.length > 0 && value.length <= 1024 ? value : undefined);
     let subject: string;

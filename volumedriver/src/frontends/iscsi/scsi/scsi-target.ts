@@ -175,10 +175,14 @@ function bounded(dataIn: Buffer | undefined, command: ScsiCommand): ScsiResult {
   return { status: SCSI_STATUS.GOOD, dataIn: dataIn.length <= limit ? dataIn : dataIn.subarray(0, limit) };
 }
 
-/** Adds the bytes the CDB asked to move, so the transport can report residuals (block commands only). */
+/**
+ * Adds the bytes the CDB asked to move, so the transport can report residuals (block commands only).
+ * The result is always one bounded() or checkCondition*() made for this command: set it in place.
+ */
 function withTransferLength(result: ScsiResult, command: ScsiCommand): ScsiResult {
   const transferLengthBytes = requestedTransferBytes(command.cdb);
-  return transferLengthBytes === undefined ? result : { ...result, transferLengthBytes };
+  if (transferLengthBytes !== undefined) result.transferLengthBytes = transferLengthBytes;
+  return result;
 }
 
 /** A target with no logical units yet. */
