@@ -1,4 +1,4 @@
-// The dashboard's script: polls the framework API once a second and renders the cluster, the vDisks
+// The dashboard's script: polls the framework API once a second and renders the cluster, the vPools, the vDisks
 // with their live IOPS and bandwidth (rates from the engine counters of GET /api/vdisks/:name), a
 // 60-second IOPS chart of the selected vDisk, its snapshots (create, clone, rollback, delete) and the
 // tasks. Plain DOM and canvas: no framework, no build step, nothing fetched from outside.
@@ -141,13 +141,24 @@ function renderBackend(backend) {
   }));
 }
 
+function renderVpools(vpools) {
+  byId("vpool-rows").replaceChildren(...vpools.map((vpool) => {
+    const tr = document.createElement("tr");
+    tr.dataset.vpool = vpool.name;
+    const driver = vpool.storagedrivers[0];
+    tr.append(cell(`${vpool.name}${vpool.primary ? " (first)" : ""}`), cell(vpool.backend), cell(driver?.status ?? "–"),
+      cell(driver?.nbdUrl ?? "–"), cell(driver?.iscsiUrl ?? "–"), cell(formatBytes(vpool.writeBufferSizeBytes)), cell(formatBytes(vpool.readCacheSizeBytes)));
+    return tr;
+  }));
+}
+
 function renderVdisks(rows) {
   const body = byId("vdisk-rows");
   body.replaceChildren(...rows.map(({ info, stats, rates }) => {
     const tr = document.createElement("tr");
     tr.dataset.vdisk = info.name;
     if (info.name === state.selected) tr.className = "selected";
-    tr.append(cell(info.name), cell(formatBytes(info.sizeBytes)), cell(info.template ? `${info.state} (template)` : info.state),
+    tr.append(cell(info.name), cell(info.vpool ?? "–"), cell(formatBytes(info.sizeBytes)), cell(info.template ? `${info.state} (template)` : info.state),
       cell(String(info.snapshotCount)), cell(Math.round(rates.readIops).toString()), cell(Math.round(rates.writeIops).toString()),
       cell((rates.bytesPerSecond / 1048576).toFixed(1)), cell(stats === undefined ? "–" : formatBytes(stats.notUploadedBytes)));
     tr.addEventListener("click", () => { state.selected = info.name; void refresh(); });
@@ -228,7 +239,7 @@ function renderTasks(tasks) {
     const tr = document.createElement("tr");
     const progress = task.progress === undefined ? "–"
       : `${task.progress.phase}${task.progress.total > 0 ? ` ${Math.round((100 * task.progress.done) / task.progress.total)}%` : ""}`;
-    tr.append(cell(task.id), cell(task.kind), cell(task.vdisk), cell(task.state), cell(progress));
+    tr.append(cell(task.id), cell(task.kind), cell(task.vdisk ?? `vPool ${task.vpool ?? "–"}`), cell(task.state), cell(progress));
     return tr;
   }));
 }
@@ -257,6 +268,8 @@ async function refresh() {
     }
     renderOverview(health, health === undefined ? undefined : vdisks.length);
     renderBackend(await api("GET", "/backend").catch(() => undefined));
+    const vpools = await api("GET", "/vpools").catch(() => undefined);
+    if (vpools !== undefined) renderVpools(vpools.vpools);
     if (state.selected === undefined || !vdisks.some((vdisk) => vdisk.name === state.selected)) state.selected = vdisks[0]?.name;
     const nowMs = Date.now();
     const rows = await Promise.all(vdisks.map(async (info) => {

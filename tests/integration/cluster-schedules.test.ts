@@ -3,11 +3,12 @@
 // auto- snapshot of every vDisk (a second run in the same minute makes none and does not fail) and
 // never touches an operator's snapshot; the scrub job scrubs what a deleted snapshot left; Alba
 // maintenance runs through the proxy; schedule edits are validated, take effect, and are kept in
-// config.json across a restart; `ovs schedule ...` and `ovs status` show and do the same.
+// the model (framework.db) with the run history across a restart; `ovs schedule ...` and `ovs status` show and do the same.
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { readPidFile } from "../../framework/src/cluster/pid-file.ts";
+import { FrameworkModel } from "../../framework/src/model/framework-model.ts";
 import { authHeaders, forgetToken, useAdminToken } from "../helpers/ovs-auth.ts";
 import { ChildHarness, freePort, killPid, runOvs } from "../helpers/process-harness.ts";
 import { TempDirs } from "../helpers/temp-dir.ts";
@@ -105,13 +106,20 @@ describe("cluster schedules: snapshots with retention, scrub, Alba maintenance",
     assert.match(edited.body.nextRunAt, /T01:15:00\.000Z$/);
     const disabled = await api("PUT", "/schedules/alba-maintenance", { enabled: false });
     assert.equal(disabled.body.nextRunAt, undefined);
-    const stored = JSON.parse(await readFile(path.join(dataDirectory!, "config.json"), "utf8")) as { schedules: Record<string, unknown>; firstStartCompleted: boolean };
-    assert.deepEqual(stored.schedules, {
-      scrub: { schedule: { dailyAt: { hour: 1, minute: 15 } }, enabled: true },
-      "alba-maintenance": { schedule: { hourlyAtMinute: 30 }, enabled: false },
-    });
+    const stored = JSON.parse(await readFile(path.join(dataDirectory!, "config.json"), "utf8")) as { firstStartCompleted: boolean };
     assert.equal(stored.firstStartCompleted, true);
+    const runsBefore = (await api("GET", "/schedules/snapshots/runs")).body.runs as unknown[];
     await stop(cluster);
+    // The edits and the run history are in the model.
+    const model = FrameworkModel.open(path.join(dataDirectory!, "framework.db"));
+    try {
+      assert.deepEqual(model.schedules.list().map((schedule) => [schedule.job, schedule.spec, schedule.enabled]), [
+        ["alba-maintenance", { hourlyAtMinute: 30 }, false],
+        ["scrub", { dailyAt: { hour: 1, minute: 15 } }, true],
+      ]);
+    } finally {
+      model.close();
+    }
 
     cluster = await up();
     const again = (await api("GET", "/schedules")).body.schedules as Array<{ name: string; schedule: unknown; enabled: boolean }>;
@@ -120,6 +128,7 @@ describe("cluster schedules: snapshots with retention, scrub, Alba maintenance",
       ["scrub", { dailyAt: { hour: 1, minute: 15 } }, true],
       ["alba-maintenance", { hourlyAtMinute: 30 }, false],
     ]);
+    assert.deepEqual((await api("GET", "/schedules/snapshots/runs")).body.runs, runsBefore, "the run history survives the restart");
 
     // The same through the CLI: ovs schedule ls/set/run/runs and ovs status.
     const ovs = async (...cliArgs: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> => runOvs([...cliArgs, "--api", apiUrl], 120_000);

@@ -65,6 +65,9 @@ describe("dashboard in a browser (chromium via playwright-core)", function () {
     // The backend panel: the Alba backend ovs up runs, its 3 ASDs up.
     await page.waitForFunction(() => document.querySelectorAll('#asd-rows tr[data-health="up"]').length === 3, undefined, { timeout: UI_TIMEOUT_MS });
     assert.match(await page.textContent("#backend-summary") ?? "", /3 of 3 ASDs up/);
+    // The vPools panel: the first vPool on the managed Alba backend, its StorageDriver running.
+    await page.waitForSelector('tr[data-vpool="vpool1"]', { timeout: UI_TIMEOUT_MS });
+    assert.match(await page.textContent('tr[data-vpool="vpool1"]') ?? "", /vpool1 \(first\)alba\s*running/);
 
     // Writes over NBD for a while: the page's IOPS and chart follow the engine's counters.
     fio = spawn("fio", ["--name=dashboard", "--ioengine=nbd", `--uri=nbd://127.0.0.1:${nbdPort}/demo`, "--rw=randwrite", "--bs=4k",

@@ -2,7 +2,7 @@
 // (RFC 6749: the password grant for users, client credentials for API clients, in a form or JSON
 // body, client credentials also as HTTP Basic); every other /api route needs a token, and its role
 // must allow the request: read for GET, write for anything that changes vDisks, manage for API
-// clients and schedules. Open without a token: the token endpoint, /api/health (for load balancers),
+// clients, schedules, backends and vPools. Open without a token: the token endpoint, /api/health (for load balancers),
 // the OpenAPI pages, the dashboard's files (the page logs in itself) and /metrics (keep it on loopback).
 // 401 carries WWW-Authenticate: Bearer; 403 names the role needed. Secrets are never logged.
 import type { FastifyInstance, FastifyRequest } from "fastify";
@@ -24,6 +24,8 @@ export function requiredRole(method: string, pathname: string): Role | undefined
   if (pathname === "/api/clients" || pathname.startsWith("/api/clients/")) return "manage";
   const reading = method === "GET" || method === "HEAD";
   if (pathname.startsWith("/api/schedules")) return reading ? "read" : "manage";
+  // Backends (with their credentials) and vPools are the cluster's infrastructure.
+  if (/^\/api\/(backends|vpools)(\/|$)/.test(pathname)) return reading ? "read" : "manage";
   return reading ? "read" : "write";
 }
 

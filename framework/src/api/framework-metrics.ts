@@ -19,7 +19,8 @@ export interface SupervisedStorageDriver {
 }
 
 export interface FrameworkMetricsOptions {
-  storagedrivers?: SupervisedStorageDriver[];
+  /** The StorageDrivers now (vPools come and go while ovs up runs). */
+  storagedrivers?: SupervisedStorageDriver[] | (() => SupervisedStorageDriver[]);
   /** The Alba backend ovs up runs: its ASDs' health and fill are exported. */
   alba?: AlbaBackendView;
   /** Collect prom-client's process metrics (default true; tests building many registries turn it off). */
@@ -46,12 +47,14 @@ export function createFrameworkMetrics(options: FrameworkMetricsOptions = {}): F
     name: "ovs_api_request_duration_seconds", help: "Framework API request durations by route and method",
     labelNames: ["route", "method"], buckets: REQUEST_DURATION_BUCKETS_SECONDS, registers: [registry],
   });
-  const storagedrivers = options.storagedrivers ?? [];
+  const given = options.storagedrivers ?? [];
+  const storagedriversNow = typeof given === "function" ? given : () => given;
   new Gauge({
     name: "ovs_storagedriver_up", help: "1 while the StorageDriver of the vPool runs and is ready, else 0",
     labelNames: ["vpool"], registers: [registry],
     collect() {
-      for (const storagedriver of storagedrivers) this.set({ vpool: storagedriver.vpool }, storagedriver.up() ? 1 : 0);
+      this.reset();
+      for (const storagedriver of storagedriversNow()) this.set({ vpool: storagedriver.vpool }, storagedriver.up() ? 1 : 0);
     },
   });
   new Counter({
@@ -59,7 +62,7 @@ export function createFrameworkMetrics(options: FrameworkMetricsOptions = {}): F
     labelNames: ["vpool"], registers: [registry],
     collect() {
       this.reset();
-      for (const storagedriver of storagedrivers) this.inc({ vpool: storagedriver.vpool }, storagedriver.unexpectedExits());
+      for (const storagedriver of storagedriversNow()) this.inc({ vpool: storagedriver.vpool }, storagedriver.unexpectedExits());
     },
   });
   const alba = options.alba;

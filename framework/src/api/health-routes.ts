@@ -1,4 +1,4 @@
-// /api/health: is the framework up, can it reach its StorageDriver, and (with the Alba backend ovs up
+// /api/health: is the framework up, can it reach every vPool's StorageDriver, and (with the Alba backend ovs up
 // runs) does the Alba proxy answer with every ASD up? 200 when everything is fine, 503 (with the same
 // body shape, status "degraded") when any component is not, so load balancers and scripts can use
 // the status code alone; the body says which component and why.
@@ -18,28 +18,30 @@ async function albaComponent(alba: AlbaBackendView): Promise<{ status: "ok" | "a
   }
 }
 
-export function healthRoutes(storagedriver: StorageDriverClient, nowMs: () => number, alba?: AlbaBackendView): FastifyPluginAsync {
+export function healthRoutes(storagedrivers: () => StorageDriverClient[], nowMs: () => number, alba?: AlbaBackendView): FastifyPluginAsync {
   const startedAtMs = nowMs();
   return async (app) => {
     app.get("/health", async (_request, reply) => {
-      let storagedriverHealth: unknown;
-      let healthy: boolean;
-      try {
-        const response = await storagedriver.health();
-        healthy = response.statusCode === 200;
-        storagedriverHealth = response.body;
-      } catch (error) {
-        healthy = false;
-        storagedriverHealth = httpErrorResponse(error).body;
-      }
-      const albaHealth = alba === undefined ? undefined : await albaComponent(alba);
-      const allHealthy = healthy && (albaHealth === undefined || albaHealth.status === "ok");
+      const [drivers, albaHealth] = await Promise.all([
+        Promise.all(storagedrivers().map(storagedriverComponent)),
+        alba === undefined ? undefined : albaComponent(alba),
+      ]);
+      const allHealthy = drivers.every((driver) => driver.status === "ok") && (albaHealth === undefined || albaHealth.status === "ok");
       return reply.code(allHealthy ? 200 : 503).send({
         status: allHealthy ? "ok" : "degraded",
         uptimeSeconds: Math.round((nowMs() - startedAtMs) / 1000),
-        storagedrivers: [{ vpool: storagedriver.vpool, url: storagedriver.baseUrl, status: healthy ? "ok" : "unreachable", health: storagedriverHealth }],
+        storagedrivers: drivers,
         ...(albaHealth === undefined ? {} : { alba: albaHealth }),
       });
     });
   };
+}
+
+async function storagedriverComponent(storagedriver: StorageDriverClient): Promise<{ vpool: string; url: string; status: "ok" | "unreachable"; health: unknown }> {
+  try {
+    const response = await storagedriver.health();
+    return { vpool: storagedriver.vpool, url: storagedriver.baseUrl, status: response.statusCode === 200 ? "ok" : "unreachable", health: response.body };
+  } catch (error) {
+    return { vpool: storagedriver.vpool, url: storagedriver.baseUrl, status: "unreachable", health: httpErrorResponse(error).body };
+  }
 }

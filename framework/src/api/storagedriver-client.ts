@@ -67,6 +67,14 @@ export class StorageDriverClient {
     return this.request("POST", "/vdisks", body);
   }
 
+  /** A new vDisk or clone in `vpool` (undefined: this StorageDriver's); StorageDriverRouter picks among vPools. */
+  async createVdiskIn(vpool: string | undefined, body: CreateVdiskBody): Promise<StorageDriverResponse> {
+    if (vpool !== undefined && vpool !== this.vpool) {
+      throw new HttpError(404, "NOT_FOUND", `no running vPool named ${vpool}: list the vPools (GET /api/vpools, \`ovs vpool ls\`) to check the name`);
+    }
+    return this.createVdiskFrom(body);
+  }
+
   listVdisks(): Promise<StorageDriverResponse> {
     return this.request("GET", "/vdisks");
   }

@@ -16,12 +16,18 @@ export function forward(reply: FastifyReply, response: StorageDriverResponse): F
   return reply.code(response.statusCode).send(response.body);
 }
 
+const createVdiskQuerySchema = {
+  type: "object", additionalProperties: false,
+  properties: { vpool: { type: "string", minLength: 1, description: "the vPool of a new vDisk (default: the first vPool); a clone goes to its parent's vPool" } },
+} as const;
+
 export function vdiskRoutes(storagedriver: StorageDriverClient): FastifyPluginAsync {
   return async (app) => {
-    app.post<{ Body: CreateVdiskBody }>("/vdisks", { schema: { body: createVdiskBodySchema } }, async (request, reply) => {
-      const decoded = decodeCreateVdiskBody(request.body);
-      return forward(reply, await storagedriver.createVdiskFrom(encodeCreateVdiskBody(decoded)));
-    });
+    app.post<{ Body: CreateVdiskBody; Querystring: { vpool?: string } }>("/vdisks",
+      { schema: { body: createVdiskBodySchema, querystring: createVdiskQuerySchema } }, async (request, reply) => {
+        const decoded = decodeCreateVdiskBody(request.body);
+        return forward(reply, await storagedriver.createVdiskIn(request.query.vpool, encodeCreateVdiskBody(decoded)));
+      });
 
     app.get("/vdisks", async (_request, reply) => forward(reply, await storagedriver.listVdisks()));
 

@@ -1,19 +1,23 @@
 // Bearer tokens of the framework API: random 32-byte strings handed out by POST /api/oauth2/token,
-// kept only as their SHA-256 with subject, role and expiry, in memory (a restart of `ovs up` asks
-// everyone to log in again). Expired tokens are dropped as they are met and on each issue.
+// kept only as their SHA-256 with subject, role and expiry, in a grant store (token-grants.ts: in
+// memory by default; `ovs up` keeps them in the model, so a restart does not log everyone out).
+// Expired tokens are dropped as they are met and on each issue.
 import { createHash, randomBytes } from "node:crypto";
+import { MemoryTokenGrants, type TokenGrant, type TokenGrantStore } from "./token-grants.ts";
 import type { Role } from "./auth-store.ts";
 
-export const TOKEN_LIFETIME_SECONDS_DEFAULT = 8 * 3600;
+export type { TokenGrant } from "./token-grants.ts";
 
-export interface TokenGrant { subject: string; role: Role; expiresAtMs: number }
+export const TOKEN_LIFETIME_SECONDS_DEFAULT = 8 * 3600;
 
 const digest = (token: string): string => createHash("sha256").update(token).digest("hex");
 
 export class TokenIssuer {
-  private readonly grants = new Map<string, TokenGrant>();
+  private readonly grants: TokenGrantStore;
 
-  constructor(private readonly options: { lifetimeSeconds?: number; nowMs?: () => number } = {}) {}
+  constructor(private readonly options: { lifetimeSeconds?: number; nowMs?: () => number; grants?: TokenGrantStore } = {}) {
+    this.grants = options.grants ?? new MemoryTokenGrants();
+  }
 
   private now(): number {
     return (this.options.nowMs ?? Date.now)();
@@ -21,7 +25,7 @@ export class TokenIssuer {
 
   issue(subject: string, role: Role): { token: string; expiresInSeconds: number } {
     const now = this.now();
-    for (const [key, grant] of this.grants) if (grant.expiresAtMs <= now) this.grants.delete(key);
+    this.grants.deleteExpired(now);
     const lifetimeSeconds = this.options.lifetimeSeconds ?? TOKEN_LIFETIME_SECONDS_DEFAULT;
     const token = randomBytes(32).toString("base64url");
     this.grants.set(digest(token), { subject, role, expiresAtMs: now + lifetimeSeconds * 1000 });

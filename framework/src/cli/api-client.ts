@@ -35,7 +35,7 @@ export class FrameworkApiClient {
    * Sends a request to /api/...; returns the parsed JSON body (undefined when empty). A status outside
    * 2xx is a CliError with the API's message, unless listed in `acceptStatuses` (e.g. 503 of /health).
    */
-  async request(method: "GET" | "POST" | "PUT" | "DELETE", pathname: string, body?: unknown, acceptStatuses: readonly number[] = []): Promise<unknown> {
+  async request(method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE", pathname: string, body?: unknown, acceptStatuses: readonly number[] = []): Promise<unknown> {
     let response: Response;
     let text: string;
     try {

@@ -1,6 +1,6 @@
 // The `ovs` command: `ovs up` runs a single-host cluster, `ovs storagedriver run` one StorageDriver
-// process, `ovs vdisk ...` manages vDisks and their snapshots and `ovs task ...` follows background
-// tasks, through the framework API. Heavy modules are imported by the command that needs them, so
+// process, `ovs vdisk ...` manages vDisks and their snapshots, `ovs vpool ...` and `ovs backend ...`
+// the vPools and backends, and `ovs task ...` follows background tasks, through the framework API. Heavy modules are imported by the command that needs them, so
 // `ovs vdisk ls` starts fast. Exit codes: 0 success, 1 failure (the message on stderr says what to
 // do), commander's own codes for usage errors.
 import { readFileSync } from "node:fs";
@@ -12,6 +12,8 @@ import { registerSnapshotCommands } from "./snapshot-commands.ts";
 import { registerClusterCommands, registerLoginCommands } from "./cluster-commands.ts";
 import { registerTaskCommands } from "./task-commands.ts";
 import { registerVdiskCommands } from "./vdisk-commands.ts";
+import { registerBackendCommands } from "./backend-commands.ts";
+import { registerVpoolCommands } from "./vpool-commands.ts";
 
 const packageJson = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
 
@@ -103,6 +105,8 @@ program.command("storagedriver")
   }));
 
 registerSnapshotCommands(registerVdiskCommands(program, run, print), run, print);
+registerVpoolCommands(program, run, print);
+registerBackendCommands(program, run, print);
 registerTaskCommands(program, run, print);
 registerClusterCommands(program, run, print);
 registerLoginCommands(program, run, print);

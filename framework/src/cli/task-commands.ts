@@ -12,7 +12,9 @@ export const TASK_POLL_INTERVAL_MS = 500;
 export interface TaskInfo {
   id: string;
   kind: string;
-  vdisk: string;
+  /** A StorageDriver's task acts on a vDisk, a framework task on a vPool. */
+  vdisk?: string;
+  vpool?: string;
   state: "queued" | "running" | "succeeded" | "failed";
   progress: { phase: string; done: number; total: number };
   result?: unknown;
@@ -20,6 +22,11 @@ export interface TaskInfo {
   createdAt: string;
   startedAt?: string;
   finishedAt?: string;
+}
+
+/** What a task acts on, as a table row: ["vdisk", NAME] or ["vpool", NAME]. */
+function subjectOf(info: TaskInfo): [string, string] {
+  return info.vdisk !== undefined ? ["vdisk", info.vdisk] : ["vpool", info.vpool ?? "-"];
 }
 
 function taskPath(id: string): string {
@@ -102,7 +109,7 @@ export async function followTask(client: FrameworkApiClient, task: TaskInfo, lab
 }
 
 export function registerTaskCommands(program: Command, run: Run, print: Print): void {
-  const task = program.command("task").description("follow the background tasks (scrubs) of the StorageDriver");
+  const task = program.command("task").description("follow the background tasks: scrubs (StorageDrivers), vPool creation and deletion (framework)");
 
   task.command("show")
     .description("show a task: state, progress, result or error")
@@ -115,7 +122,7 @@ export function registerTaskCommands(program: Command, run: Run, print: Print): 
         return;
       }
       const lines: Array<[string, string]> = [
-        ["id", info.id], ["kind", info.kind], ["vdisk", info.vdisk], ["state", info.state], ["progress", progressText(info)],
+        ["id", info.id], ["kind", info.kind], subjectOf(info), ["state", info.state], ["progress", progressText(info)],
         ["created", info.createdAt], ["started", info.startedAt ?? "-"], ["finished", info.finishedAt ?? "-"],
       ];
       if (info.result !== undefined && info.result !== null && typeof info.result === "object") {
@@ -127,7 +134,7 @@ export function registerTaskCommands(program: Command, run: Run, print: Print): 
 
   task.command("ls")
     .alias("list")
-    .description("list the tasks the StorageDriver remembers, oldest first")
+    .description("list the tasks the framework and the StorageDrivers remember")
     .option("--json", "print the API's JSON instead of a table")
     .action((options: { json?: boolean }, command: Command) => run(async () => {
       const listed = await apiClientOf(command).request("GET", "/tasks") as { tasks: TaskInfo[] };
@@ -139,7 +146,7 @@ export function registerTaskCommands(program: Command, run: Run, print: Print): 
         print("no tasks: `ovs vdisk scrub NAME` starts one");
         return;
       }
-      const rows = listed.tasks.map((info) => [info.id, info.kind, info.vdisk, info.state, progressText(info), info.createdAt]);
-      print(formatTable(["id", "kind", "vdisk", "state", "progress", "created"], rows));
+      const rows = listed.tasks.map((info) => [info.id, info.kind, subjectOf(info).join(" "), info.state, progressText(info), info.createdAt]);
+      print(formatTable(["id", "kind", "on", "state", "progress", "created"], rows));
     }));
 }

@@ -43,14 +43,16 @@ export function registerVdiskCommands(program: Command, run: Run, print: Print):
     .description("create a thin vDisk")
     .argument("<name>", "1-63 characters of a-z, 0-9, '_' and '-'")
     .requiredOption("--size <size>", "size: bytes, or with a binary unit (10G, 512M; a multiple of 4 KiB)")
-    .action((name: string, options: { size: string }, command: Command) => run(async () => {
+    .option("--vpool <vpool>", "the vPool to create it in (default: the first vPool; `ovs vpool ls` lists them)")
+    .action((name: string, options: { size: string; vpool?: string }, command: Command) => run(async () => {
       let sizeBytes: number;
       try {
         sizeBytes = parseVdiskSizeBytes(options.size);
       } catch (error) {
         throw error instanceof SizeError ? new CliError(`--size: ${error.message}`) : error;
       }
-      const created = await apiClientOf(command).request("POST", "/vdisks", { name, size: sizeBytes }) as VdiskInfo;
+      const query = options.vpool === undefined ? "" : `?vpool=${encodeURIComponent(options.vpool)}`;
+      const created = await apiClientOf(command).request("POST", `/vdisks${query}`, { name, size: sizeBytes }) as VdiskInfo;
       print(`created vDisk ${created.name} (${formatSizeBytes(created.sizeBytes)}) in vPool ${created.vpool}`);
     }));
 

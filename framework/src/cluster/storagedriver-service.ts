@@ -42,6 +42,8 @@ export interface StorageDriverServiceOptions {
   client: StorageDriverClient;
   output: Output;
   logger: Logger;
+  /** Added to the StorageDriver's environment: the backend's credentials (never in its config file). */
+  environment?: Record<string, string>;
 }
 
 export class StorageDriverService {
@@ -68,6 +70,7 @@ export class StorageDriverService {
       command: process.execPath,
       args: [OVS_BIN, "storagedriver", "run", "--config", options.configFile],
       logFile: options.logFile,
+      ...(options.environment === undefined ? {} : { env: { ...process.env, ...options.environment } }),
       stopTimeoutMs: STORAGEDRIVER_STOP_TIMEOUT_MS,
       onSpawn: (pid) => options.logger.info({ pid }, "storagedriver spawned"),
       onMessage: (message) => this.onMessage(message),

@@ -1,7 +1,8 @@
 // `ovs up`: a complete single-host cluster under one data directory, on loopback. It creates the
-// layout on the first start, runs the StorageDriver of the vPool under a supervisor, serves the
-// framework API, creates the demo vDisk once, and on SIGINT/SIGTERM stops everything in order
-// (the StorageDriver flushes and uploads) within 30 s. Layout of DIR:
+// layout on the first start, runs the managed Alba backend and the StorageDriver of each vPool
+// (config.json's, then those created through the API) under supervisors, records the cluster in the
+// model, serves the framework API, creates the demo vDisk once, and on SIGINT/SIGTERM stops
+// everything in order (the StorageDrivers flush and upload) within 30 s. Layout of DIR:
 //   config.json                  cluster config (paths relative to DIR)
 //   ovs.pid                      lock: one `ovs up` per data directory
 //   alba/                        the managed Alba backend (default): asd-1..3/, backend/ (metadata)
@@ -9,27 +10,33 @@
 //   vpools/<vpool>/              the vPool's local data: write buffer, metadata
 //   storagedrivers/<vpool>.json  the StorageDriver config, written on every start
 //   storagedrivers/<vpool>.pid   the StorageDriver's PID while it runs
-//   framework.db                 users and API clients (scrypt hashes)
+//   framework.db                 the model: inventory, tasks, schedule runs, users and API clients (scrypt hashes)
 //   admin-credentials.json       the admin user's password, mode 0600, written on the first start
 //   logs/                        framework.log, storagedriver-<vpool>.log, asd-N.log, alba-proxy.log
-import { readFileSync } from "node:fs";
 import { chmod, mkdir, writeFile } from "node:fs/promises";
 import { createServer, isIP } from "node:net";
 import path from "node:path";
-import { pino } from "pino";
+import { pino, type Logger } from "pino";
+import { ProxyClient } from "../../../alba/src/proxy/proxy-client.ts";
 import { formatSizeBytes, GIB } from "../../../volumedriver/src/storagedriver/size.ts";
 import { buildFrameworkApi } from "../api/framework-api.ts";
 import { createFrameworkMetrics } from "../api/framework-metrics.ts";
+import { FrameworkTasks } from "../api/framework-tasks.ts";
+import type { StorageDriverClient } from "../api/storagedriver-client.ts";
+import { StorageDriverRouter } from "../api/storagedriver-router.ts";
 import { AuthStore } from "../auth/auth-store.ts";
 import { TokenIssuer } from "../auth/tokens.ts";
+import { FrameworkModel } from "../model/framework-model.ts";
 import { clusterJobs } from "../scheduler/cluster-jobs.ts";
 import { Scheduler } from "../scheduler/scheduler.ts";
-import { StorageDriverClient } from "../api/storagedriver-client.ts";
-import { applyOverrides, loadOrCreateClusterConfig, saveClusterConfig, type ClusterConfig, type ClusterConfigOverrides, type ListenAddress } from "./cluster-config.ts";
 import { ManagedAlba } from "./alba-service.ts";
-import { acquirePidFile, processExists, readPidFile } from "./pid-file.ts";
-import { describeExit } from "./process-supervisor.ts";
-import { STORAGEDRIVER_STOP_TIMEOUT_MS, StorageDriverService, type Output } from "./storagedriver-service.ts";
+import { applyOverrides, loadOrCreateClusterConfig, saveClusterConfig, type ClusterConfig, type ClusterConfigOverrides, type ListenAddress } from "./cluster-config.ts";
+import { MANAGED_ALBA_BACKEND_NAME, modelOnlyVPools, recordAlbaInventory, recordInventory, storageRouterName } from "./inventory.ts";
+import { acquirePidFile } from "./pid-file.ts";
+import { describeExit, type ChildExit } from "./process-supervisor.ts";
+import { STORAGEDRIVER_STOP_TIMEOUT_MS, type Output } from "./storagedriver-service.ts";
+import { freePortsOn, VPoolControl } from "./vpool-control.ts";
+import { VPoolRuntimes, vpoolFiles, type VPoolLaunch } from "./vpool-runtimes.ts";
 
 export const DEMO_VDISK_NAME = "demo";
 export const ADMIN_USER_NAME = "admin";
@@ -39,32 +46,6 @@ export const DEMO_VDISK_SIZE_BYTES = 10 * GIB;
 
 export interface UpOptions extends ClusterConfigOverrides {
   dataDirectory: string;
-}
-
-interface Paths {
-  data: string;
-  pidFile: string;
-  /** The local backend's directory; undefined for s3 and swift. */
-  backend: string | undefined;
-  vpoolDirectory: string;
-  storagedriverConfig: string;
-  storagedriverPidFile: string;
-  storagedriverLog: string;
-  frameworkLog: string;
-}
-
-function pathsOf(dataDirectory: string, config: ClusterConfig): Paths {
-  const vpool = config.vpools[0];
-  return {
-    data: dataDirectory,
-    pidFile: path.join(dataDirectory, "ovs.pid"),
-    backend: vpool.backend.type === "local" ? path.resolve(dataDirectory, vpool.backend.path) : undefined,
-    vpoolDirectory: path.resolve(dataDirectory, vpool.directory),
-    storagedriverConfig: path.join(dataDirectory, "storagedrivers", `${vpool.name}.json`),
-    storagedriverPidFile: path.join(dataDirectory, "storagedrivers", `${vpool.name}.pid`),
-    storagedriverLog: path.join(dataDirectory, "logs", `storagedriver-${vpool.name}.log`),
-    frameworkLog: path.join(dataDirectory, "logs", "framework.log"),
-  };
 }
 
 function urlOf(address: ListenAddress): string {
@@ -114,25 +95,39 @@ async function runCluster(dataDirectory: string, options: UpOptions, output: Out
   let config = applyOverrides(loaded.config, options);
   if (loaded.created) config = await withFreeAlbaPorts(config);
   await saveClusterConfig(dataDirectory, config);
-  const paths = pathsOf(dataDirectory, config);
   const vpool = config.vpools[0];
-  await Promise.all([paths.backend, paths.vpoolDirectory, path.dirname(paths.storagedriverConfig), path.dirname(paths.frameworkLog)]
-    .filter((directory) => directory !== undefined).map((directory) => mkdir(directory, { recursive: true })));
-  refuseOrphanStorageDriver(paths.storagedriverPidFile);
-  await writeStorageDriverConfig(paths, config);
+  const frameworkLog = path.join(dataDirectory, "logs", "framework.log");
+  await mkdir(path.dirname(frameworkLog), { recursive: true });
+  if (vpool.backend.type === "local") await mkdir(path.resolve(dataDirectory, vpool.backend.path), { recursive: true });
 
-  const logger = pino({ name: "framework", base: { pid: process.pid } }, pino.destination({ dest: paths.frameworkLog, sync: true, mkdir: true }));
+  const logger = pino({ name: "framework", base: { pid: process.pid } }, pino.destination({ dest: frameworkLog, sync: true, mkdir: true }));
   logger.info({ dataDirectory, created: loaded.created }, "ovs up starting");
   output.out(`ovs data directory ${dataDirectory}${loaded.created ? " (new cluster)" : ""}`);
+  // The cluster's inventory, users, API clients, tasks and schedule runs (SQLite, mode 0600).
+  const model = FrameworkModel.open(path.join(dataDirectory, "framework.db"));
+  try {
+    return await runWithModel(dataDirectory, config, model, logger, output, stop);
+  } finally {
+    model.close();
+  }
+}
 
-  // The managed Alba backend comes up before the StorageDriver that stores its vDisks on it.
+async function runWithModel(dataDirectory: string, initialConfig: ClusterConfig, model: FrameworkModel, logger: Logger, output: Output, stop: StopRequest): Promise<number> {
+  const config = initialConfig;
+  const vpool = config.vpools[0];
+  const logDirectory = path.join(dataDirectory, "logs");
+  const storageRouter = storageRouterName();
+  const interrupted = new FrameworkTasks(model.tasks).failInterrupted();
+  if (interrupted > 0) logger.warn({ interrupted }, "tasks left unfinished by the previous ovs up marked failed");
+
+  // The managed Alba backend comes up before the StorageDrivers that store their vDisks on it.
   let alba: ManagedAlba | undefined;
   if (vpool.backend.type === "managed-alba") {
-    alba = new ManagedAlba({ entry: vpool.backend, dataDirectory, logDirectory: path.dirname(paths.frameworkLog), output, logger: logger.child({ component: "alba" }) });
+    alba = new ManagedAlba({ entry: vpool.backend, dataDirectory, logDirectory, output, logger: logger.child({ component: "alba" }) });
     try {
       await alba.start();
     } catch (error) {
-      output.err(`ovs cannot start the Alba backend: ${(error as Error).message}; see ${path.dirname(paths.frameworkLog)}/asd-*.log and alba-proxy.log`);
+      output.err(`ovs cannot start the Alba backend: ${(error as Error).message}; see ${logDirectory}/asd-*.log and alba-proxy.log`);
       return 1;
     }
   }
@@ -140,38 +135,68 @@ async function runCluster(dataDirectory: string, options: UpOptions, output: Out
     await alba?.stop();
   };
 
-  const storagedriver = new StorageDriverClient({
-    vpool: vpool.name, baseUrl: urlOf(vpool.storagedriver), logHint: paths.storagedriverLog,
-  });
-  const service = new StorageDriverService({
-    vpool: vpool.name, configFile: paths.storagedriverConfig, logFile: paths.storagedriverLog, client: storagedriver, output, logger,
-  });
-  const started = await service.start(stop.requested);
+  const runtimes = new VPoolRuntimes({ dataDirectory, output, logger });
+  const primaryLog = vpoolFiles(dataDirectory, vpool.name).log;
+  let started;
+  try {
+    started = await runtimes.start(primaryLaunch(config, dataDirectory), stop.requested);
+  } catch (error) {
+    await stopAlba();
+    throw error;
+  }
   if (started.outcome !== "ready") await stopAlba();
   if (started.outcome === "abandoned") {
     return 0;
   }
   if (started.outcome === "failed") {
-    output.err(`storagedriver ${vpool.name} failed to start: ${started.reason}; the end of ${paths.storagedriverLog}:`);
+    output.err(`storagedriver ${vpool.name} failed to start: ${started.reason}; the end of ${primaryLog}:`);
     for (const line of started.logLines) {
       output.err(`  ${line}`);
     }
     return 1;
   }
-  output.out(`storagedriver ${vpool.name} management API on ${started.message.url} (pid ${started.message.pid}, log ${paths.storagedriverLog})`);
+  const primary = runtimes.get(vpool.name);
+  if (primary === undefined) throw new Error(`the StorageDriver of vPool ${vpool.name} started but is not listed (a bug)`);
+  output.out(`storagedriver ${vpool.name} management API on ${started.message.url} (pid ${started.message.pid}, log ${primaryLog})`);
 
-  const metrics = createFrameworkMetrics({ storagedrivers: [service], ...(alba === undefined ? {} : { alba }) });
-  // Periodic jobs: hourly snapshots with retention, nightly scrubs, Alba maintenance.
+  const router = new StorageDriverRouter(primary.client);
+  const frameworkTasks = new FrameworkTasks(model.tasks);
+  const vpools = new VPoolControl({ model, runtimes, router, tasks: frameworkTasks, config, storageRouter, stopRequested: stop.requested, logger: logger.child({ component: "vpools" }) });
+  try {
+    recordInventory({
+      model, config, dataDirectory, storageRouter,
+      ports: { management: vpool.storagedriver.port, nbd: config.frontends.nbd.port, iscsi: config.frontends.iscsi.port },
+    });
+    if (alba !== undefined) await recordManagedAlba(model, alba, logger);
+  } catch (error) {
+    // The cluster runs without it; the API shows what the model holds.
+    output.err(`ovs could not record the cluster in ${path.join(dataDirectory, "framework.db")}: ${(error as Error).message}`);
+    logger.error({ err: error }, "recording the inventory failed");
+  }
+  // vPools created through the API (kept in the model), each with its own ports.
+  await Promise.all(modelOnlyVPools(model, config, storageRouter).map(async (name) => {
+    try {
+      await vpools.startRecorded(name);
+      const running = runtimes.get(name);
+      output.out(`storagedriver ${name} management API on ${running === undefined ? "?" : urlOf(running.launch.managementApi)} (vPool created through the API)`);
+    } catch (error) {
+      output.err(`storagedriver ${name} failed to start: ${(error as Error).message}`);
+    }
+  }));
+
+  const metrics = createFrameworkMetrics({ storagedrivers: () => runtimes.list().map((running) => running.service), ...(alba === undefined ? {} : { alba }) });
+  // Periodic jobs: hourly snapshots with retention, nightly scrubs, Alba maintenance; runs recorded in the model.
   const scheduler = new Scheduler({
+    history: model.scheduleRuns,
     onRunFinished: (record) => (record.outcome === "failed" ? logger.error({ run: record }, "scheduled job failed") : logger.info({ run: record }, "scheduled job finished")),
   });
-  for (const job of clusterJobs({ storagedriver, ...(alba === undefined ? {} : { albaProxyUrl: alba.proxyUrl }), ...(config.schedules === undefined ? {} : { stored: config.schedules }) })) {
+  for (const job of clusterJobs({ storagedriver: router, ...(alba === undefined ? {} : { albaProxyUrl: alba.proxyUrl }), stored: storedSchedules(model, config) })) {
     scheduler.add(job);
   }
   let storedConfig = config;
   // Users, API clients and tokens. The first start makes the admin user and leaves its password in a
   // file only the owner can read.
-  const authStore = AuthStore.open(path.join(dataDirectory, "framework.db"));
+  const authStore = AuthStore.over(model);
   const adminCredentialsFile = path.join(dataDirectory, ADMIN_CREDENTIALS_FILE_NAME);
   const adminPassword = await authStore.ensureAdmin(ADMIN_USER_NAME);
   if (adminPassword !== undefined) {
@@ -179,14 +204,22 @@ async function runCluster(dataDirectory: string, options: UpOptions, output: Out
     await chmod(adminCredentialsFile, 0o600);
   }
   const app = buildFrameworkApi({
-    auth: { store: authStore, tokens: new TokenIssuer() },
-    storagedriver, logger: logger.child({ component: "api" }), metrics, backendType: vpool.backend.type, ...(alba === undefined ? {} : { alba }),
+    auth: { store: authStore, tokens: new TokenIssuer({ grants: model.tokenGrants }) },
+    storagedriver: router, logger: logger.child({ component: "api" }), metrics, backendType: vpool.backend.type, ...(alba === undefined ? {} : { alba }),
     scheduler,
     onScheduleChange: async (job) => {
-      storedConfig = { ...storedConfig, schedules: { ...storedConfig.schedules, [job.name]: { schedule: job.schedule, enabled: job.enabled } } };
-      await saveClusterConfig(dataDirectory, storedConfig);
+      model.transaction(() => {
+        if (model.schedules.list().some((known) => known.job === job.name)) model.schedules.update(job.name, { spec: job.schedule, enabled: job.enabled });
+        else model.schedules.create({ job: job.name, spec: job.schedule, enabled: job.enabled });
+      });
     },
+    model, vpools, frameworkTasks, ...(alba === undefined ? {} : { managedBackend: MANAGED_ALBA_BACKEND_NAME }),
   });
+  const stopStorageDrivers = async (): Promise<ChildExit | undefined> => {
+    await frameworkTasks.settle();
+    const exits = await runtimes.stopAll();
+    return exits.get(vpool.name);
+  };
   try {
     await app.listen({ host: config.api.host, port: config.api.port });
   } catch (error) {
@@ -195,8 +228,7 @@ async function runCluster(dataDirectory: string, options: UpOptions, output: Out
       ? `${config.api.host}:${config.api.port} is in use (another ovs up?): stop that process or pass --api-port`
       : (error as Error).message;
     output.err(`ovs cannot serve the framework API: ${reason}`);
-    authStore.close();
-    await service.stop();
+    await stopStorageDrivers();
     await stopAlba();
     return 1;
   }
@@ -229,7 +261,7 @@ async function runCluster(dataDirectory: string, options: UpOptions, output: Out
 
   if (!config.firstStartCompleted) {
     try {
-      await firstStartSteps(storagedriver, output);
+      await firstStartSteps(router, output);
       storedConfig = { ...storedConfig, firstStartCompleted: true };
       await saveClusterConfig(dataDirectory, storedConfig);
     } catch (error) {
@@ -242,15 +274,14 @@ async function runCluster(dataDirectory: string, options: UpOptions, output: Out
   const apiFlag = config.api.port === 8500 && config.api.host === "127.0.0.1" ? "" : ` --api ${apiUrl}`;
   output.out(`ovs ready: try \`npx ovs login${apiFlag} --credentials ${adminCredentialsFile} && npx ovs vdisk ls${apiFlag}\`; Ctrl-C stops the cluster`);
 
-  const gaveUpExit = await Promise.race([stop.requested.then(() => undefined), service.gaveUp]);
+  const gaveUpExit = await Promise.race([stop.requested.then(() => undefined), primary.service.gaveUp]);
   output.out(gaveUpExit === undefined
-    ? `ovs stopping (${stop.signal}): the storagedriver flushes and uploads its vDisks`
-    : "ovs stopping: the storagedriver could not be kept running");
+    ? `ovs stopping (${stop.signal}): the storagedrivers flush and upload their vDisks`
+    : `ovs stopping: the storagedriver of ${vpool.name} could not be kept running`);
   await app.close();
-  authStore.close();
   await scheduler.stop();
-  const exit = await service.stop();
-  // After the StorageDriver: it flushed and uploaded its vDisks to Alba on the way out.
+  const exit = await stopStorageDrivers();
+  // After the StorageDrivers: they flushed and uploaded their vDisks to Alba on the way out.
   await stopAlba();
   const clean = gaveUpExit === undefined && (exit === undefined || exit.code === 0);
   logger.info({ exit, clean }, "ovs up stopped");
@@ -259,7 +290,7 @@ async function runCluster(dataDirectory: string, options: UpOptions, output: Out
     return 0;
   }
   if (exit !== undefined && gaveUpExit === undefined) {
-    output.err(`storagedriver ${vpool.name} did not stop cleanly (${describeExit(exit)}): unflushed data stays in ${paths.vpoolDirectory} and is replayed on the next start; see ${paths.storagedriverLog}`);
+    output.err(`storagedriver ${vpool.name} did not stop cleanly (${describeExit(exit)}): unflushed data stays in ${primary.files.directory} and is replayed on the next start; see ${primary.files.log}`);
   }
   return 1;
 }
@@ -282,32 +313,41 @@ async function firstStartSteps(storagedriver: StorageDriverClient, output: Outpu
   output.out(`created vDisk ${DEMO_VDISK_NAME} (${formatSizeBytes(DEMO_VDISK_SIZE_BYTES)})`);
 }
 
+/** How config.json's vPool is started: its backend as the StorageDriver opens it (a local directory, the managed Alba's proxy, or the spec as configured). */
+function primaryLaunch(config: ClusterConfig, dataDirectory: string): VPoolLaunch {
+  const vpool = config.vpools[0];
+  const backend = vpool.backend;
+  return {
+    name: vpool.name,
+    directory: path.resolve(dataDirectory, vpool.directory),
+    backend: backend.type === "local" ? { type: "local", path: path.resolve(dataDirectory, backend.path) }
+      : backend.type === "managed-alba" ? { type: "alba", proxyUrl: `http://${backend.proxy.host}:${backend.proxy.port}` }
+        : backend,
+    managementApi: vpool.storagedriver,
+    nbd: config.frontends.nbd,
+    iscsi: config.frontends.iscsi,
+    settings: vpool.settings,
+  };
+}
+
 /**
- * A StorageDriver left running by an `ovs up` that was killed would fight the new one over the vPool.
- * It stops by itself when it loses its parent; if it is still there, say so rather than guess.
+ * The schedules changed through the API, kept in the model; an older cluster's edits in config.json
+ * count for the jobs the model has none for (the next edit moves them into the model).
  */
-function refuseOrphanStorageDriver(pidFile: string): void {
-  const pid = readPidFile(pidFile);
-  if (pid === undefined || !processExists(pid) || !commandLineMentions(pid, "storagedriver")) {
-    return;
-  }
-  throw new Error(`a storagedriver of an earlier \`ovs up\` still runs (pid ${pid}, ${pidFile}): it is finishing its uploads; wait for it to exit, or stop it with kill ${pid}`);
+function storedSchedules(model: FrameworkModel, config: ClusterConfig): NonNullable<ClusterConfig["schedules"]> {
+  const stored = { ...config.schedules };
+  for (const schedule of model.schedules.list()) stored[schedule.job] = { schedule: schedule.spec, enabled: schedule.enabled };
+  return stored;
 }
 
-function commandLineMentions(pid: number, word: string): boolean {
+/** The managed Alba's ASDs and presets, as its proxy reports them, into the model. */
+async function recordManagedAlba(model: FrameworkModel, alba: ManagedAlba, logger: Logger): Promise<void> {
+  const proxy = new ProxyClient(alba.proxyUrl);
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(word);
-  } catch {
-    // No /proc (not Linux): trust the PID.
-    return true;
+    recordAlbaInventory(model, MANAGED_ALBA_BACKEND_NAME, await alba.asdStatuses(), await proxy.listPresets(), logger);
+  } finally {
+    await proxy.close().catch(() => undefined);
   }
-}
-
-/** The StorageDriver's backend spec: the local directory, the managed Alba proxy, or the spec as configured. */
-function storageDriverBackend(backend: ClusterConfig["vpools"][number]["backend"], paths: Paths): unknown {
-  if (backend.type === "local") return { type: "local", path: paths.backend };
-  if (backend.type === "managed-alba") return { type: "alba", proxyUrl: `http://${backend.proxy.host}:${backend.proxy.port}` };
-  return backend;
 }
 
 /**
@@ -332,36 +372,4 @@ function portIsFree(host: string, port: number): Promise<boolean> {
     server.once("error", () => resolve(false));
     server.listen(port, host, () => server.close(() => resolve(true)));
   });
-}
-
-/** `count` distinct ports free on `host` a moment ago (all held open together, so none repeats). */
-async function freePortsOn(host: string, count: number): Promise<number[]> {
-  const servers = Array.from({ length: count }, () => createServer());
-  try {
-    return await Promise.all(servers.map((server) => new Promise<number>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(0, host, () => {
-        const address = server.address();
-        resolve(typeof address === "object" && address !== null ? address.port : 0);
-      });
-    })));
-  } finally {
-    await Promise.all(servers.map((server) => new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()))));
-  }
-}
-
-async function writeStorageDriverConfig(paths: Paths, config: ClusterConfig): Promise<void> {
-  const vpool = config.vpools[0];
-  const storagedriverConfig = {
-    vpool: vpool.name,
-    directory: paths.vpoolDirectory,
-    backend: storageDriverBackend(vpool.backend, paths),
-    managementApi: vpool.storagedriver,
-    nbd: config.frontends.nbd,
-    iscsi: config.frontends.iscsi,
-    settings: vpool.settings,
-    pidFile: paths.storagedriverPidFile,
-    logLevel: "info",
-  };
-  await writeFile(paths.storagedriverConfig, `${JSON.stringify(storagedriverConfig, null, 2)}\n`);
 }

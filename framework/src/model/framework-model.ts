@@ -8,6 +8,7 @@ import { chmodSync, closeSync, openSync } from "node:fs";
 import { randomUUID } from "node:crypto";
 import Database from "better-sqlite3";
 import { applyMigrations } from "../../../alba/src/metadata/sqlite-migrations.ts";
+import { SqliteTokenGrants } from "../auth/token-grants.ts";
 import { ApiClients, Users } from "./access-repository.ts";
 import { AlbaAsds, AlbaPresets } from "./alba-repository.ts";
 import { Backends } from "./backend-repository.ts";
@@ -46,6 +47,8 @@ export class FrameworkModel {
   readonly scheduleRuns: ScheduleRuns;
   readonly apiClients: ApiClients;
   readonly users: Users;
+  /** Bearer token grants (SHA-256 of the token → subject, role, expiry) for auth/tokens.ts. */
+  readonly tokenGrants: SqliteTokenGrants;
 
   private constructor(private readonly database: Database.Database, context: ModelContext, options: ModelOptions) {
     this.storageRouters = new StorageRouters(context);
@@ -60,6 +63,7 @@ export class FrameworkModel {
     this.scheduleRuns = new ScheduleRuns(context, options.runsPerJobKeptMax);
     this.apiClients = new ApiClients(context);
     this.users = new Users(context);
+    this.tokenGrants = new SqliteTokenGrants(database);
   }
 
   /** Opens (creating if need be) and migrates the model in `file`; ":memory:" for a throwaway one. */

@@ -146,6 +146,20 @@ export const MODEL_MIGRATIONS: readonly string[] = [
         created_at TEXT NOT NULL
       ) STRICT;
   `,
+  // 3: what a task acts on (a vPool, a vDisk), shown after a restart; bearer tokens, so a restart of
+  // `ovs up` does not log everyone out (the SHA-256 of each token only, never the token).
+  `
+      INSERT INTO schema_migrations (version, description, applied_at) VALUES
+        (3, 'tasks: the subject a task acts on; bearer tokens by their SHA-256', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
+      ALTER TABLE tasks ADD COLUMN subject TEXT;
+      CREATE TABLE api_tokens (
+        token_sha256 TEXT PRIMARY KEY,
+        subject TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('read', 'write', 'manage')),
+        expires_at_ms INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX api_tokens_by_expiry ON api_tokens (expires_at_ms);
+  `,
 ];
 
 export const MODEL_SCHEMA_VERSION = MODEL_MIGRATIONS.length;

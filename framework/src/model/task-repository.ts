@@ -21,6 +21,8 @@ export interface Task {
   id: string;
   /** What it does, e.g. "clone" or "scrub". */
   kind: string;
+  /** What it acts on, e.g. a vPool's name; null when it was not said. */
+  subject: string | null;
   state: TaskState;
   /** Fraction done, 0..1. */
   progress: number;
@@ -54,13 +56,13 @@ const NEXT_STATES: Record<TaskState, readonly TaskState[]> = {
 };
 
 interface TaskRow {
-  id: string; kind: string; state: TaskState; progress: number; result_json: string | null; error_json: string | null;
+  id: string; kind: string; subject: string | null; state: TaskState; progress: number; result_json: string | null; error_json: string | null;
   created_at: string; started_at: string | null; finished_at: string | null;
 }
 
 function toTask(row: TaskRow): Task {
   return {
-    id: row.id, kind: row.kind, state: row.state, progress: row.progress,
+    id: row.id, kind: row.kind, subject: row.subject, state: row.state, progress: row.progress,
     result: row.result_json === null ? null : parseJsonColumn<unknown>(row.result_json),
     error: row.error_json === null ? null : parseJsonColumn<TaskError>(row.error_json),
     createdAt: row.created_at, startedAt: row.started_at, finishedAt: row.finished_at,
@@ -79,13 +81,16 @@ export class Tasks {
   }
 
   /** A new queued task with a fresh id. */
-  create(input: { kind: string }): Task {
-    const kind = requireName(requireRecord(input, "task").kind, "task kind", TASK_KIND_PATTERN, "1-63 characters of a-z, 0-9 and '-', starting with a letter");
+  create(input: { kind: string; subject?: string }): Task {
+    const raw = requireRecord(input, "task");
+    requireOnlyKeys(raw, ["kind", "subject"], "task");
+    const kind = requireName(raw.kind, "task kind", TASK_KIND_PATTERN, "1-63 characters of a-z, 0-9 and '-', starting with a letter");
+    const subject = raw.subject === undefined ? null : requireString(raw.subject, "task subject", 255);
     const id = this.context.newId();
     this.context.database.transaction(() => {
       insertUnique(
-        () => this.context.database.prepare("INSERT INTO tasks (id, kind, state, progress, created_at) VALUES (?, ?, 'queued', 0, ?)")
-          .run(id, kind, this.context.nowIso()),
+        () => this.context.database.prepare("INSERT INTO tasks (id, kind, subject, state, progress, created_at) VALUES (?, ?, ?, 'queued', 0, ?)")
+          .run(id, kind, subject, this.context.nowIso()),
         `task id ${id} is taken: the id source repeats itself (a bug)`,
       );
       this.forgetOldFinished();

@@ -13,6 +13,7 @@ import { pino } from "pino";
 import { buildFrameworkApi } from "../../../framework/src/api/framework-api.ts";
 import { AuthStore } from "../../../framework/src/auth/auth-store.ts";
 import { TokenIssuer } from "../../../framework/src/auth/tokens.ts";
+import { FrameworkModel } from "../../../framework/src/model/framework-model.ts";
 import { Scheduler } from "../../../framework/src/scheduler/scheduler.ts";
 import { MANAGEMENT_ROUTE_LIST } from "../../../volumedriver/src/storagedriver/management-api.ts";
 import { TempDirs } from "../../helpers/temp-dir.ts";
@@ -151,5 +152,26 @@ describe("framework: authentication and roles", function () {
     const raw = [databaseFile, `${databaseFile}-wal`].filter((file) => existsSync(file)).map((file) => readFileSync(file).toString("latin1")).join("");
     assert.ok(!raw.includes(adminPassword) && !raw.includes("reader-password-1"), "no password in the database file");
     assert.match(raw, /scrypt\$32768\$8\$1\$/);
+  });
+
+  it("keeps bearer tokens in the model across a restart, as SHA-256 only, until they expire", async function () {
+    const file = path.join(await tempDirs.make(), "framework.db");
+    let clock = Date.UTC(2026, 10, 22, 12, 0);
+    const first = FrameworkModel.open(file);
+    const issued = new TokenIssuer({ lifetimeSeconds: 60, nowMs: () => clock, grants: first.tokenGrants }).issue("user admin", "manage");
+    first.close();
+    const raw = [file, `${file}-wal`].filter((name) => existsSync(name)).map((name) => readFileSync(name).toString("latin1")).join("");
+    assert.ok(!raw.includes(issued.token), "the token itself is not stored");
+    const second = FrameworkModel.open(file);
+    try {
+      const issuer = new TokenIssuer({ lifetimeSeconds: 60, nowMs: () => clock, grants: second.tokenGrants });
+      assert.deepEqual(issuer.verify(issued.token), { subject: "user admin", role: "manage", expiresAtMs: clock + 60_000 });
+      assert.equal(issuer.verify(`${issued.token}x`), undefined);
+      clock += 60_000;
+      assert.equal(issuer.verify(issued.token), undefined, "expired");
+      assert.equal(second.tokenGrants.get("0".repeat(64)), undefined);
+    } finally {
+      second.close();
+    }
   });
 });

@@ -42,10 +42,17 @@ describe("framework model: tasks, schedules, clients and users", function () {
   });
 
   describe("tasks", function () {
+    it("task_keeps_its_subject_and_refuses_unknown_fields", function () {
+      const task = model.tasks.create({ kind: "vpool-create", subject: "pool-2" });
+      assert.equal(model.tasks.get(task.id).subject, "pool-2");
+      assert.throws(() => model.tasks.create({ kind: "scrub", vdisk: "x" } as unknown as { kind: string }), /unknown field "vdisk"/);
+      assert.throws(() => model.tasks.create({ kind: "scrub", subject: "" }), /task subject must be a non-empty string/);
+    });
+
     it("task_runs_to_success_with_progress_and_timestamps", function () {
       const queued = model.tasks.create({ kind: "scrub" });
       assert.deepEqual(queued, {
-        id: "id-1", kind: "scrub", state: "queued", progress: 0, result: null, error: null,
+        id: "id-1", kind: "scrub", subject: null, state: "queued", progress: 0, result: null, error: null,
         createdAt: "2024-05-01T12:00:00.000Z", startedAt: null, finishedAt: null,
       });
       nowMs += 1000;
@@ -55,7 +62,7 @@ describe("framework model: tasks, schedules, clients and users", function () {
       nowMs += 1000;
       const done = model.tasks.update("id-1", { state: "succeeded", result: { scosRewritten: 3 } });
       assert.deepEqual(done, {
-        id: "id-1", kind: "scrub", state: "succeeded", progress: 1, result: { scosRewritten: 3 }, error: null,
+        id: "id-1", kind: "scrub", subject: null, state: "succeeded", progress: 1, result: { scosRewritten: 3 }, error: null,
         createdAt: "2024-05-01T12:00:00.000Z", startedAt: "2024-05-01T12:00:01.000Z", finishedAt: "2024-05-01T12:00:03.000Z",
       });
       assert.deepEqual(model.tasks.get("id-1"), done);

@@ -57,9 +57,10 @@ describe("framework model: schema, migrations and reopen", function () {
     assert.equal(userVersion(raw), MODEL_SCHEMA_VERSION);
     const recorded = raw.prepare("SELECT version, description, applied_at FROM schema_migrations ORDER BY version").all() as
       Array<{ version: number; description: string; applied_at: string }>;
-    assert.deepEqual(recorded.map((row) => row.version), [1, 2]);
+    assert.deepEqual(recorded.map((row) => row.version), [1, 2, 3]);
     assert.match(recorded[0]!.description, /^inventory: /);
     assert.match(recorded[1]!.description, /^operations: /);
+    assert.match(recorded[2]!.description, /^tasks: the subject a task acts on; bearer tokens/);
     for (const row of recorded) assert.match(row.applied_at, ISO_TIME);
     raw.close();
   });
@@ -93,7 +94,7 @@ describe("framework model: schema, migrations and reopen", function () {
     model.close();
     const raw = new Database(file, { readonly: true });
     assert.equal(userVersion(raw), MODEL_SCHEMA_VERSION);
-    assert.deepEqual(raw.prepare("SELECT version FROM schema_migrations ORDER BY version").pluck().all(), [1, 2], "version 2 recorded next to version 1");
+    assert.deepEqual(raw.prepare("SELECT version FROM schema_migrations ORDER BY version").pluck().all(), [1, 2, 3], "versions 2 and 3 recorded after version 1");
     raw.close();
   });
 
@@ -111,7 +112,7 @@ describe("framework model: schema, migrations and reopen", function () {
     );
     const after = new Database(file, { readonly: true });
     assert.equal(userVersion(after), MODEL_SCHEMA_VERSION + 1);
-    assert.deepEqual(after.prepare("SELECT version FROM schema_migrations ORDER BY version").pluck().all(), [1, 2], "nothing was applied");
+    assert.deepEqual(after.prepare("SELECT version FROM schema_migrations ORDER BY version").pluck().all(), [1, 2, 3], "nothing was applied");
     after.close();
   });
 
