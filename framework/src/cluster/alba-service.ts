@@ -22,6 +22,8 @@ const OVS_BIN = fileURLToPath(new URL("../../bin/ovs.js", import.meta.url));
 const ALBA_START_TIMEOUT_MS = 60_000;
 const ALBA_STOP_TIMEOUT_MS = 20_000;
 const READY_POLL_INTERVAL_MS = 200;
+/** How long one answer of the proxy's ASD list is shared between callers. */
+const ASD_STATUS_TTL_MS = 1000;
 
 /**
  * The preset of a single-host backend of three ASDs, each its own node id: (2, 1, 2, 1) stores a
@@ -49,6 +51,7 @@ export interface ManagedAlbaOptions {
 export class ManagedAlba implements AlbaBackendView {
   private readonly options: ManagedAlbaOptions;
   private readonly asdSupervisors: ProcessSupervisor[] = [];
+  private asdStatusCache: { atMs: number; statuses: Promise<AsdStatus[]> } | undefined;
   private proxySupervisor: ProcessSupervisor | undefined;
   /** For status queries (the API's /api/backend and /api/health, the metrics); made by start(). */
   private statusClient: ProxyClient | undefined;
@@ -102,16 +105,30 @@ export class ManagedAlba implements AlbaBackendView {
     output.out(`alba backend ${backendDirectory}${created.created ? " (new, preset single-host)" : ""}: ${entry.asds.length} ASDs, proxy on ${this.proxyUrl}`);
   }
 
-  /** The backend's ASDs as the proxy sees them (health from its probes, statistics from the ASDs). */
+  /**
+   * The backend's ASDs as the proxy sees them (health from its probes, statistics from the ASDs).
+   * /api/health, /api/backend and /metrics all ask (the dashboard polls every second): answers are
+   * shared for ASD_STATUS_TTL_MS, and concurrent callers share one request.
+   */
   async asdStatuses(): Promise<AsdStatus[]> {
-    if (this.statusClient === undefined) throw new Error("the Alba backend is not running");
-    return this.statusClient.listAsds();
+    const client = this.statusClient;
+    if (client === undefined) throw new Error("the Alba backend is not running");
+    const cached = this.asdStatusCache;
+    if (cached !== undefined && Date.now() - cached.atMs < ASD_STATUS_TTL_MS) return cached.statuses;
+    const statuses = client.listAsds();
+    this.asdStatusCache = { atMs: Date.now(), statuses };
+    // A failure is not kept: the next caller asks again.
+    statuses.catch(() => {
+      if (this.asdStatusCache?.statuses === statuses) this.asdStatusCache = undefined;
+    });
+    return statuses;
   }
 
   /** The proxy first (no new requests to the ASDs), then the ASDs. */
   async stop(): Promise<void> {
     await this.statusClient?.close().catch(() => undefined);
     this.statusClient = undefined;
+    this.asdStatusCache = undefined;
     await this.proxySupervisor?.stop();
     await Promise.all(this.asdSupervisors.map((supervisor) => supervisor.stop()));
   }
