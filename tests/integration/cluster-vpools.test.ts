@@ -13,6 +13,7 @@ import { requireTool, runToolOk } from "../helpers/nbd-tools.ts";
 import { ChildHarness, freePort, killPid, runOvs } from "../helpers/process-harness.ts";
 import { TempDirs } from "../helpers/temp-dir.ts";
 import { stopOvsUp } from "../helpers/framework-fixtures.ts";
+import { FrameworkModel } from "../../framework/src/model/framework-model.ts";
 
 const START_TIMEOUT_MS = 90_000;
 const MIB = 1024 * 1024;
@@ -104,6 +105,15 @@ describe("cluster vPools and backends: ovs backend / ovs vpool over a running ov
     await ovs("vdisk", "clone", "d2c", "--from", "d2@s1");
     const vdisks = JSON.parse(await ovs("vdisk", "ls", "--json")) as Array<{ name: string; vpool: string }>;
     assert.deepEqual(vdisks.map(({ name, vpool }) => `${name}@${vpool}`).sort(), ["d2@pool2", "d2c@pool2", "d3@pool3", "demo@vpool1"]);
+    // The model mirrors what the StorageDrivers list: vDisks with their vPool and clone parent.
+    const model = FrameworkModel.open(path.join(data, "framework.db"));
+    try {
+      assert.deepEqual(model.vdisks.list().map((vdisk) => `${vdisk.name}@${vdisk.vpool}:${vdisk.sizeBytes / MIB}:${vdisk.parentSnapshot ?? "-"}`),
+        ["d2@pool2:64:-", "d2c@pool2:64:d2@s1", "d3@pool3:64:-", "demo@vpool1:10240:-"]);
+      assert.deepEqual(model.storageDrivers.list().map((driver) => driver.vpool), ["pool2", "pool3", "vpool1"]);
+    } finally {
+      model.close();
+    }
     await ovsFails(/vPool pool2 holds vDisks \(d2, d2c\): delete them first.*\(CONFLICT, HTTP 409\)/, "vpool", "rm", "pool2");
     await ovsFails(/vPool vpool1 is the host's first vPool.*\(CONFLICT, HTTP 409\)/, "vpool", "rm", "vpool1");
     await ovsFails(/backend extra is used by the vPools pool2.*\(CONFLICT, HTTP 409\)/, "backend", "rm", "extra");

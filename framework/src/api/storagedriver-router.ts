@@ -14,6 +14,8 @@ export class StorageDriverRouter extends StorageDriverClient {
   /** vDisk name → vPool, as last seen. */
   private readonly owners = new Map<string, string>();
   private readonly primary: StorageDriverClient;
+  /** Told what each vPool listed, whenever the vDisks are listed (the model mirrors them). */
+  onVdisksListed: ((vpool: string, vdisks: unknown[]) => void) | undefined;
 
   /** `primary`: the vPool that gets new vDisks when none is named, and requests no vPool claims. */
   constructor(primary: StorageDriverClient) {
@@ -99,7 +101,14 @@ export class StorageDriverRouter extends StorageDriverClient {
 
   /** GET `pathname` of every StorageDriver, their `field` arrays joined; the first failure is the answer. */
   private async merged(pathname: string, field: "vdisks" | "tasks"): Promise<StorageDriverResponse> {
-    const responses = await Promise.all(this.list().map((client) => client.request("GET", pathname)));
+    const clients = this.list();
+    const responses = await Promise.all(clients.map((client) => client.request("GET", pathname)));
+    if (field === "vdisks") {
+      responses.forEach((response, index) => {
+        const listed = (response.body as { vdisks?: unknown[] } | undefined)?.vdisks;
+        if (response.statusCode === 200 && listed !== undefined) this.onVdisksListed?.(clients[index].vpool, listed);
+      });
+    }
     const failed = responses.find((response) => response.statusCode !== 200);
     if (failed !== undefined) return failed;
     const items = responses.flatMap((response) => ((response.body as Record<string, unknown[]> | undefined)?.[field] ?? []));

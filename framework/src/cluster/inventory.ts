@@ -149,3 +149,73 @@ export function launchOf(model: FrameworkModel, config: ClusterConfig, vpoolName
 export function modelOnlyVPools(model: FrameworkModel, config: ClusterConfig, storageRouter: string): string[] {
   return model.storageDrivers.list({ storageRouter }).map((driver) => driver.vpool).filter((name) => name !== config.vpools[0].name);
 }
+
+/** A vDisk as a StorageDriver lists it (the fields the model keeps). */
+export interface ListedVdisk {
+  name: string;
+  vpool: string;
+  sizeBytes: number;
+  template?: boolean;
+  parent?: { volume: string; snapshot: string };
+}
+
+/**
+ * Makes the model's vDisks of `vpool` what its StorageDriver just listed (the StorageDriver is the
+ * truth; the model mirrors it for the inventory): new ones are added parents first, gone ones removed
+ * clones first, sizes and template flags follow. A row the model refuses is skipped and logged.
+ */
+export function reconcileVdisks(model: FrameworkModel, vpool: string, listed: readonly ListedVdisk[], logger: Logger): void {
+  const skip = (name: string, error: unknown): void => {
+    logger.warn({ vdisk: name, vpool, reason: (error as Error).message }, "vDisk not mirrored in the model");
+  };
+  model.transaction(() => {
+    const known = new Map(model.vdisks.list({ vpool }).map((vdisk) => [vdisk.name, vdisk]));
+    const wanted = new Map(listed.filter((vdisk) => vdisk.vpool === vpool).map((vdisk) => [vdisk.name, vdisk]));
+    let gone = [...known.keys()].filter((name) => !wanted.has(name));
+    while (gone.length > 0) {
+      const leaves = gone.filter((name) => !gone.some((other) => known.get(other)?.parentSnapshot?.startsWith(`${name}@`) === true));
+      for (const name of leaves.length > 0 ? leaves : gone) {
+        try {
+          model.vdisks.delete(name);
+        } catch (error) {
+          skip(name, error);
+        }
+      }
+      gone = leaves.length > 0 ? gone.filter((name) => !leaves.includes(name)) : [];
+    }
+    let added = [...wanted.values()].filter((vdisk) => !known.has(vdisk.name));
+    while (added.length > 0) {
+      const ready = added.filter((vdisk) => vdisk.parent === undefined || !added.some((other) => other.name === vdisk.parent?.volume));
+      for (const vdisk of ready.length > 0 ? ready : added) {
+        try {
+          model.vdisks.create({
+            name: vdisk.name, vpool, sizeBytes: vdisk.sizeBytes, template: vdisk.template === true,
+            ...(vdisk.parent === undefined ? {} : { parentSnapshot: `${vdisk.parent.volume}@${vdisk.parent.snapshot}` }),
+          });
+        } catch (error) {
+          skip(vdisk.name, error);
+        }
+      }
+      added = ready.length > 0 ? added.filter((vdisk) => !ready.includes(vdisk)) : [];
+    }
+    for (const [name, row] of known) {
+      const now = wanted.get(name);
+      if (now === undefined || (now.sizeBytes === row.sizeBytes && (now.template === true) === row.template)) continue;
+      try {
+        if (now.sizeBytes >= row.sizeBytes && (now.template === true || !row.template)) {
+          model.vdisks.update(name, { sizeBytes: now.sizeBytes, template: now.template === true });
+        } else {
+          // Sizes only grow in the model, but a rollback to a snapshot from before a resize makes a
+          // vDisk smaller (and a rollback may undo set-template): the row is made again.
+          model.vdisks.delete(name);
+          model.vdisks.create({
+            name, vpool, sizeBytes: now.sizeBytes, template: now.template === true, configOverrides: row.configOverrides,
+            ...(now.parent === undefined ? {} : { parentSnapshot: `${now.parent.volume}@${now.parent.snapshot}` }),
+          });
+        }
+      } catch (error) {
+        skip(name, error);
+      }
+    }
+  });
+}

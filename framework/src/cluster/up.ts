@@ -31,7 +31,7 @@ import { clusterJobs } from "../scheduler/cluster-jobs.ts";
 import { Scheduler } from "../scheduler/scheduler.ts";
 import { ManagedAlba } from "./alba-service.ts";
 import { applyOverrides, loadOrCreateClusterConfig, saveClusterConfig, type ClusterConfig, type ClusterConfigOverrides, type ListenAddress } from "./cluster-config.ts";
-import { MANAGED_ALBA_BACKEND_NAME, modelOnlyVPools, recordAlbaInventory, recordInventory, storageRouterName } from "./inventory.ts";
+import { type ListedVdisk, MANAGED_ALBA_BACKEND_NAME, modelOnlyVPools, reconcileVdisks, recordAlbaInventory, recordInventory, storageRouterName } from "./inventory.ts";
 import { acquirePidFile } from "./pid-file.ts";
 import { describeExit, type ChildExit } from "./process-supervisor.ts";
 import { STORAGEDRIVER_STOP_TIMEOUT_MS, type Output } from "./storagedriver-service.ts";
@@ -160,6 +160,14 @@ async function runWithModel(dataDirectory: string, initialConfig: ClusterConfig,
   output.out(`storagedriver ${vpool.name} management API on ${started.message.url} (pid ${started.message.pid}, log ${primaryLog})`);
 
   const router = new StorageDriverRouter(primary.client);
+  // The model mirrors the vDisks each StorageDriver lists (the API, the dashboard and the jobs list them).
+  router.onVdisksListed = (name, vdisks) => {
+    try {
+      reconcileVdisks(model, name, vdisks as ListedVdisk[], logger);
+    } catch (error) {
+      logger.warn({ vpool: name, err: error }, "mirroring the vDisks in the model failed");
+    }
+  };
   const frameworkTasks = new FrameworkTasks(model.tasks);
   const vpools = new VPoolControl({ model, runtimes, router, tasks: frameworkTasks, config, storageRouter, stopRequested: stop.requested, logger: logger.child({ component: "vpools" }) });
   try {
@@ -183,6 +191,8 @@ async function runWithModel(dataDirectory: string, initialConfig: ClusterConfig,
       output.err(`storagedriver ${name} failed to start: ${(error as Error).message}`);
     }
   }));
+
+  await router.listVdisks().catch((error: unknown) => logger.warn({ err: error }, "listing the vDisks at start failed"));
 
   const metrics = createFrameworkMetrics({ storagedrivers: () => runtimes.list().map((running) => running.service), ...(alba === undefined ? {} : { alba }) });
   // Periodic jobs: hourly snapshots with retention, nightly scrubs, Alba maintenance; runs recorded in the model.

@@ -14,7 +14,7 @@ import type { FrameworkModel } from "../model/framework-model.ts";
 import { isModelError } from "../model/model-error.ts";
 import type { VPool, VPoolInput } from "../model/vpool-repository.ts";
 import { LOOPBACK_HOST, type ClusterConfig } from "./cluster-config.ts";
-import { launchOf } from "./inventory.ts";
+import { launchOf, reconcileVdisks } from "./inventory.ts";
 import { urlOf, type VPoolRuntimes } from "./vpool-runtimes.ts";
 
 export type VPoolStatus = "starting" | "running" | "stopping" | "failed";
@@ -161,8 +161,9 @@ export class VPoolControl {
 
   /** Removes the vPool and its StorageDriver from the model (if they are there). */
   private async forget(name: string): Promise<void> {
-    const { model } = this.options;
+    const { model, logger } = this.options;
     try {
+      reconcileVdisks(model, name, [], logger);
       model.vpools.delete(name);
     } catch (error) {
       if (!isModelError(error, "NotFound")) throw error;

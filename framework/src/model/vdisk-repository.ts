@@ -1,8 +1,8 @@
 // vDisks as the framework knows them: name (unique in the cluster), vPool, size, the snapshot a
 // clone was made from ("NAME@SNAP"), the template flag and per-vDisk setting overrides. A clone lives
-// in its parent's vPool and is at least as large; a vDisk with clones cannot be deleted (the clones
-// read their unwritten clusters from it). Sizes only grow, and a template stays a template, as in
-// the engine.
+// in its parent's vPool and has its snapshot's size (the parent may have grown since); a vDisk with
+// clones cannot be deleted (the clones read their unwritten clusters from it). Sizes only grow, and
+// a template stays a template, as in the engine.
 import { DEFAULT_VPOOL_SETTINGS, VOLUME_NAME_PATTERN } from "../../../volumedriver/src/engine/vpool.ts";
 import { SNAPSHOT_NAME_PATTERN } from "../../../volumedriver/src/engine/vpool-types.ts";
 import { VPOOL_NAME_PATTERN } from "../../../volumedriver/src/storagedriver/config.ts";
@@ -91,9 +91,6 @@ export class Vdisks {
         const parentVdisk = this.get(parent.vdisk);
         if (parentVdisk.vpool !== vpool) {
           throw invalid(`a clone lives in its parent's vPool: ${parent.vdisk} is in ${parentVdisk.vpool}, not ${vpool}`);
-        }
-        if (sizeBytes < parentVdisk.sizeBytes) {
-          throw invalid(`a clone is at least as large as its parent: ${parent.vdisk} has ${parentVdisk.sizeBytes} bytes, more than ${sizeBytes}`);
         }
       }
       insertUnique(
