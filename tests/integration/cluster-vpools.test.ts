@@ -133,6 +133,8 @@ describe("cluster vPools and backends: ovs backend / ovs vpool over a running ov
       assert.equal(sha256((await readFile(readBack)).subarray(0, written.length)), sha256(written), `${vdisk} after the restart`);
     }
     assert.match(await ovs("vpool", "show", "pool3"), /storagedriver \S+\s+running/);
+    const status = await ovs("status");
+    for (const vpool of ["vpool1", "pool2", "pool3"]) assert.match(status, new RegExp(`storagedriver\\s+${vpool}: ok`));
 
     // Taking it all down again.
     for (const vdisk of ["d2c", "d2", "d3"]) await ovs("vdisk", "rm", vdisk);

@@ -76,7 +76,10 @@ export function registerClusterCommands(program: Command, run: Run, print: Print
       const lines: Array<[string, string]> = [
         ["status", health.status],
         ["uptime", `${health.uptimeSeconds} s`],
-        ["storagedriver", storagedriver === undefined ? "-" : `${storagedriver.vpool}: ${storagedriver.status}${storagedriver.health?.pid === undefined ? "" : ` (pid ${storagedriver.health.pid})`}`],
+        // One line per vPool's StorageDriver.
+        ...(health.storagedrivers.length === 0 ? [["storagedriver", "-"] as [string, string]] : health.storagedrivers.map((driver): [string, string] => [
+          "storagedriver", `${driver.vpool}: ${driver.status}${driver.health?.pid === undefined ? "" : ` (pid ${driver.health.pid})`}`,
+        ])),
         ["backend", backend === undefined ? (storagedriver?.health?.backend ?? "-") : `${backend.type}${backend.proxyUrl === undefined ? "" : ` (proxy ${backend.proxyUrl})`}`],
       ];
       if (health.alba !== undefined) {
