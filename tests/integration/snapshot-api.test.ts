@@ -296,7 +296,7 @@ describe("snapshots, clones, rollback, templates and scrubs over the APIs and th
     assert.match(shown, /^state\s+succeeded$/m);
     assert.match(shown, /^kind\s+scrub$/m);
     assert.match(shown, /^result\.scosRewritten\s+\d+$/m);
-    assert.match(await ovsOk("task", "ls"), new RegExp(`^${id}\\s+scrub\\s+base\\s+succeeded`, "m"));
+    assert.match(await ovsOk("task", "ls"), new RegExp(`^${id}\\s+scrub\\s+vdisk base\\s+succeeded`, "m"));
     const missing = await ovs("task", "show", "00000000-0000-4000-8000-000000000000");
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /no task .*NOT_FOUND/);
