@@ -80,6 +80,8 @@ describe("framework API: every route, every applicable status", function () {
     { what: "create: no token", method: "POST", url: "/api/vdisks", body: { name: "x", size: "16M" }, who: "none", status: 401 },
     { what: "create: read role", method: "POST", url: "/api/vdisks", body: { name: "x", size: "16M" }, who: "reader", status: 403, error: /needs the write role/ },
     { what: "create: exists", method: "POST", url: "/api/vdisks", body: { name: "base", size: "16M" }, who: "writer", status: 409, error: /already exists/ },
+    { what: "create clone, grown", method: "POST", url: "/api/vdisks", body: { name: "bigclone", parent: "base@s1", size: "128M" }, who: "writer", status: 201 },
+    { what: "create clone: smaller than its snapshot", method: "POST", url: "/api/vdisks", body: { name: "c3", parent: "base@s1", size: "16M" }, who: "writer", status: 400, error: /at least the size of its snapshot/ },
     { what: "create clone: parent missing", method: "POST", url: "/api/vdisks", body: { name: "c2", parent: "base@nope" }, who: "writer", status: 404 },
     { what: "list", method: "GET", url: "/api/vdisks", who: "reader", status: 200 },
     { what: "list: no token", method: "GET", url: "/api/vdisks", who: "none", status: 401 },
@@ -107,8 +109,23 @@ describe("framework API: every route, every applicable status", function () {
     { what: "rollback: read role", method: "POST", url: "/api/vdisks/lone/rollback", body: { snapshot: "s2" }, who: "reader", status: 403 },
     { what: "scrub", method: "POST", url: "/api/vdisks/lone/scrub", who: "writer", status: 202 },
     { what: "scrub: missing", method: "POST", url: "/api/vdisks/nope/scrub", who: "writer", status: 404 },
+    // resize (grow) and per-vDisk settings
+    { what: "resize", method: "POST", url: "/api/vdisks/base/resize", body: { size: "128M" }, who: "writer", status: 200 },
+    { what: "resize: shrink", method: "POST", url: "/api/vdisks/base/resize", body: { size: "16M" }, who: "writer", status: 400, error: /can only grow/ },
+    { what: "resize: invalid size", method: "POST", url: "/api/vdisks/base/resize", body: { size: "10GB" }, who: "writer", status: 400, error: /use G or GiB/ },
+    { what: "resize: no size", method: "POST", url: "/api/vdisks/base/resize", body: {}, who: "writer", status: 400, error: /size/ },
+    { what: "resize: missing", method: "POST", url: "/api/vdisks/nope/resize", body: { size: "1G" }, who: "writer", status: 404 },
+    { what: "resize: read role", method: "POST", url: "/api/vdisks/base/resize", body: { size: "1G" }, who: "reader", status: 403 },
+    { what: "config", method: "GET", url: "/api/vdisks/base/config", who: "reader", status: 200 },
+    { what: "config: missing", method: "GET", url: "/api/vdisks/nope/config", who: "reader", status: 404 },
+    { what: "set config", method: "PUT", url: "/api/vdisks/base/config", body: { scoMaxAgeMs: 2000 }, who: "writer", status: 200 },
+    { what: "set config: unknown key", method: "PUT", url: "/api/vdisks/base/config", body: { writeBufferSizeBytes: 1 }, who: "writer", status: 400, error: /scoMaxAgeMs/ },
+    { what: "set config: out of range", method: "PUT", url: "/api/vdisks/base/config", body: { uploadConcurrency: 0 }, who: "writer", status: 400, error: /\[1, 64\]/ },
+    { what: "set config: read role", method: "PUT", url: "/api/vdisks/base/config", body: {}, who: "reader", status: 403 },
+    { what: "set config: missing", method: "PUT", url: "/api/vdisks/nope/config", body: {}, who: "writer", status: 404 },
     { what: "template", method: "POST", url: "/api/vdisks/lone/template", who: "writer", status: 200 },
     { what: "template: missing", method: "POST", url: "/api/vdisks/nope/template", who: "writer", status: 404 },
+    { what: "resize: template", method: "POST", url: "/api/vdisks/lone/resize", body: { size: "1G" }, who: "writer", status: 409, error: /grow a clone instead/ },
     // tasks
     { what: "tasks", method: "GET", url: "/api/tasks", who: "reader", status: 200 },
     { what: "task: missing", method: "GET", url: "/api/tasks/nope", who: "reader", status: 404 },
@@ -150,6 +167,18 @@ describe("framework API: every route, every applicable status", function () {
       }
     });
   }
+
+  it("what the table's resize, clone and set-config calls did is what the vDisks show", async function () {
+    const headers = { authorization: `Bearer ${tokens.reader}` };
+    const get = async (url: string) => (await app.inject({ method: "GET", url, headers })).json<Record<string, unknown>>();
+    assert.equal((await get("/api/vdisks/base")).sizeBytes, 128 * MIB);
+    assert.equal((await get("/api/vdisks/bigclone")).sizeBytes, 128 * MIB, "a clone given a bigger size is grown");
+    assert.equal((await get("/api/vdisks/clone")).sizeBytes, 64 * MIB, "a clone keeps its snapshot's size when its parent grows");
+    const config = await get("/api/vdisks/base/config") as { overrides: Record<string, number>; settings: Record<string, number> };
+    assert.deepEqual(config.overrides, { scoMaxAgeMs: 2000 });
+    assert.equal(config.settings.scoMaxAgeMs, 2000);
+    assert.equal(config.settings.uploadConcurrency, vpool.settings.uploadConcurrency, "the others follow the vPool");
+  });
 
   it("POST /api/schedules/held/run twice: the second while the first runs → 409, then it finishes", async function () {
     const headers = { authorization: `Bearer ${tokens.admin}` };

@@ -155,7 +155,7 @@ describe("snapshots, clones, rollback, templates and scrubs over the APIs and th
     assert.deepEqual(listed.body.snapshots[0].clones, ["clone1"]);
     const wrongSize = await api("POST", "/vdisks", { name: "clone2", parent: "base@s1", size: "32M" });
     assert.equal(wrongSize.status, 400);
-    assert.match(wrongSize.body.error.message, /a clone has the size of its snapshot/);
+    assert.match(wrongSize.body.error.message, /a clone has at least the size of its snapshot/);
   });
 
   it("refuses to delete a snapshot while a clone exists (409), and deletes it once the clone is gone", async function () {
@@ -282,6 +282,42 @@ describe("snapshots, clones, rollback, templates and scrubs over the APIs and th
     const badName = await ovs("vdisk", "snapshot", "cli-vm", "no/slash");
     assert.equal(badName.code, 1);
     assert.match(badName.stderr, /a snapshot name is 1-63 characters.*INVALID_REQUEST, HTTP 400/);
+  });
+
+  it("the CLI: resize grows a vDisk that a new NBD connection sees whole (old data kept, new range writable); config sets, unsets and clears overrides", async function () {
+    await ovsOk("vdisk", "create", "grow", "--size", "64M");
+    await writeRegion("grow", 0x33);
+    const open = await nbd("grow");
+    assert.equal(open.info?.sizeBytes, 64 * MIB);
+    assert.match(await ovsOk("vdisk", "resize", "grow", "256M"), /^vDisk grow is now 256 MiB \(268435456 bytes\)$/m);
+    const beyond = await open.read(128 * MIB, 4096);
+    assert.notEqual(beyond.error, 0, "a connection keeps the size it negotiated");
+    const fresh = await nbd("grow");
+    assert.equal(fresh.info?.sizeBytes, 256 * MIB, "a new connection sees the new size");
+    const tail = Buffer.alloc(MIB, 0x44);
+    assert.equal((await fresh.write(255 * MIB, tail)).error, 0);
+    assert.equal((await fresh.flush()).error, 0);
+    assert.ok((await fresh.read(255 * MIB, MIB)).data?.equals(tail));
+    await assertRegion("grow", 0x33);
+    const shrink = await ovs("vdisk", "resize", "grow", "64M");
+    assert.equal(shrink.code, 1);
+    assert.match(shrink.stderr, /can only grow: shrinking would cut off data.*INVALID_REQUEST, HTTP 400/);
+    assert.match(await ovsOk("vdisk", "show", "grow"), /^size\s+256 MiB \(268435456 bytes\)$/m);
+
+    assert.match(await ovsOk("vdisk", "config", "grow"), /^scoMaxAgeMs\s+\d+\s+vPool$/m);
+    const set = await ovsOk("vdisk", "config", "grow", "--set", "scoMaxAgeMs=2000", "--set", "uploadConcurrency=4");
+    assert.match(set, /^scoMaxAgeMs\s+2000\s+vDisk$/m);
+    assert.match(set, /^uploadConcurrency\s+4\s+vDisk$/m);
+    const unset = await ovsOk("vdisk", "config", "grow", "--unset", "uploadConcurrency");
+    assert.match(unset, /^scoMaxAgeMs\s+2000\s+vDisk$/m);
+    assert.match(unset, /^uploadConcurrency\s+\d+\s+vPool$/m);
+    const details = (await storagedriver("GET", "/vdisks/grow")).body as { overrides: Record<string, number> };
+    assert.deepEqual(details.overrides, { scoMaxAgeMs: 2000 }, "the StorageDriver runs with what the CLI set");
+    const bad = await ovs("vdisk", "config", "grow", "--set", "writeBufferSizeBytes=1");
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /unknown field "writeBufferSizeBytes".*scoMaxAgeMs/);
+    const cleared = JSON.parse(await ovsOk("vdisk", "config", "grow", "--clear", "--json")) as { overrides: object };
+    assert.deepEqual(cleared.overrides, {});
   });
 
   it("the CLI: scrub waits for its task and summarizes it; --no-wait prints the id for `ovs task show`", async function () {

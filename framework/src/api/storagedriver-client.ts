@@ -2,7 +2,7 @@
 // StorageDriver's answers as they are) and by `ovs up`. A StorageDriver that cannot be reached is an
 // operating error (it may be restarting): HttpError 503 UNAVAILABLE, with what to do.
 import { HttpError } from "../../../volumedriver/src/storagedriver/http-errors.ts";
-import type { CreateVdiskBody } from "../../../volumedriver/src/storagedriver/vdisk-schemas.ts";
+import type { CreateVdiskBody, VdiskConfigBody } from "../../../volumedriver/src/storagedriver/vdisk-schemas.ts";
 
 /** Management calls are small, but creating or deleting a vDisk touches the backend. */
 export const STORAGEDRIVER_REQUEST_TIMEOUT_MS = 60_000;
@@ -30,7 +30,7 @@ export class StorageDriverClient {
     this.requestTimeoutMs = options.requestTimeoutMs ?? STORAGEDRIVER_REQUEST_TIMEOUT_MS;
   }
 
-  async request(method: "GET" | "POST" | "DELETE", pathname: string, body?: unknown): Promise<StorageDriverResponse> {
+  async request(method: "GET" | "POST" | "PUT" | "DELETE", pathname: string, body?: unknown): Promise<StorageDriverResponse> {
     const url = `${this.baseUrl}${pathname}`;
     let response: Response;
     let text: string;
@@ -105,6 +105,21 @@ export class StorageDriverClient {
 
   setTemplate(vdisk: string): Promise<StorageDriverResponse> {
     return this.request("POST", `${vdiskPath(vdisk)}/template`, {});
+  }
+
+  /** Grows the vDisk to sizeBytes (200 with its details). */
+  resizeVdisk(vdisk: string, sizeBytes: number): Promise<StorageDriverResponse> {
+    return this.request("POST", `${vdiskPath(vdisk)}/resize`, { size: sizeBytes });
+  }
+
+  /** {overrides, settings}: what the vDisk overrides and the settings it runs with. */
+  getVdiskConfig(vdisk: string): Promise<StorageDriverResponse> {
+    return this.request("GET", `${vdiskPath(vdisk)}/config`);
+  }
+
+  /** Replaces the vDisk's overrides ({} follows the vPool for all). */
+  setVdiskConfig(vdisk: string, overrides: VdiskConfigBody): Promise<StorageDriverResponse> {
+    return this.request("PUT", `${vdiskPath(vdisk)}/config`, overrides);
   }
 
   /** Starts a scrub: 202 {task}, followed with getTask. */

@@ -1,12 +1,14 @@
-// /api/vdisks: the framework's vDisk resource, with its snapshots, rollback, templates and scrubs.
+// /api/vdisks: the framework's vDisk resource, with its snapshots, rollback, templates, scrubs, resize and settings.
 // Requests are validated here with the same schemas (and the same extra checks) as at the
 // StorageDriver, sizes are turned into bytes, and the call is forwarded; the StorageDriver's answer
 // (success or error) goes back to the caller unchanged.
 import type { FastifyPluginAsync, FastifyReply } from "fastify";
 import { allowEmptyBody, decodeCreateVdiskBody, encodeCreateVdiskBody } from "../../../volumedriver/src/storagedriver/vdisk-requests.ts";
+import { parseVdiskSizeBytes } from "../../../volumedriver/src/storagedriver/size.ts";
 import {
-  createSnapshotBodySchema, createVdiskBodySchema, emptyBodySchema, rollbackBodySchema, snapshotParamsSchema, vdiskParamsSchema,
-  type CreateSnapshotBody, type CreateVdiskBody, type RollbackBody, type SnapshotParams, type VdiskParams,
+  createSnapshotBodySchema, createVdiskBodySchema, emptyBodySchema, resizeBodySchema, rollbackBodySchema, snapshotParamsSchema,
+  vdiskConfigBodySchema, vdiskParamsSchema,
+  type CreateSnapshotBody, type CreateVdiskBody, type ResizeBody, type RollbackBody, type SnapshotParams, type VdiskConfigBody, type VdiskParams,
 } from "../../../volumedriver/src/storagedriver/vdisk-schemas.ts";
 import type { StorageDriverClient, StorageDriverResponse } from "./storagedriver-client.ts";
 
@@ -54,6 +56,17 @@ export function vdiskRoutes(storagedriver: StorageDriverClient): FastifyPluginAs
     app.post<{ Params: VdiskParams }>("/vdisks/:name/template",
       { schema: { params: vdiskParamsSchema, body: emptyBodySchema }, preValidation: allowEmptyBody }, async (request, reply) =>
         forward(reply, await storagedriver.setTemplate(request.params.name)));
+
+    app.post<{ Params: VdiskParams; Body: ResizeBody }>("/vdisks/:name/resize",
+      { schema: { params: vdiskParamsSchema, body: resizeBodySchema } }, async (request, reply) =>
+        forward(reply, await storagedriver.resizeVdisk(request.params.name, parseVdiskSizeBytes(request.body.size))));
+
+    app.get<{ Params: VdiskParams }>("/vdisks/:name/config", { schema: { params: vdiskParamsSchema } }, async (request, reply) =>
+      forward(reply, await storagedriver.getVdiskConfig(request.params.name)));
+
+    app.put<{ Params: VdiskParams; Body: VdiskConfigBody }>("/vdisks/:name/config",
+      { schema: { params: vdiskParamsSchema, body: vdiskConfigBodySchema } }, async (request, reply) =>
+        forward(reply, await storagedriver.setVdiskConfig(request.params.name, request.body)));
 
     app.post<{ Params: VdiskParams }>("/vdisks/:name/scrub",
       { schema: { params: vdiskParamsSchema, body: emptyBodySchema }, preValidation: allowEmptyBody }, async (request, reply) =>

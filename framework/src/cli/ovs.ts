@@ -12,6 +12,7 @@ import { registerSnapshotCommands } from "./snapshot-commands.ts";
 import { registerClusterCommands, registerLoginCommands } from "./cluster-commands.ts";
 import { registerTaskCommands } from "./task-commands.ts";
 import { registerVdiskCommands } from "./vdisk-commands.ts";
+import { registerVdiskConfigCommands } from "./vdisk-config-commands.ts";
 import { registerBackendCommands } from "./backend-commands.ts";
 import { registerVpoolCommands } from "./vpool-commands.ts";
 
@@ -104,7 +105,9 @@ program.command("storagedriver")
     process.exit(await runStorageDriver(config));
   }));
 
-registerSnapshotCommands(registerVdiskCommands(program, run, print), run, print);
+const vdiskCommand = registerVdiskCommands(program, run, print);
+registerSnapshotCommands(vdiskCommand, run, print);
+registerVdiskConfigCommands(vdiskCommand, run, print);
 registerVpoolCommands(program, run, print);
 registerBackendCommands(program, run, print);
 registerTaskCommands(program, run, print);

@@ -1,5 +1,6 @@
 // `ovs vdisk ...`: create, clone, ls, show, rm, set-template over the framework API. Snapshots,
-// rollback and scrub are in snapshot-commands.ts, on the same `vdisk` command.
+// rollback and scrub are in snapshot-commands.ts, resize and config in vdisk-config-commands.ts, on
+// the same `vdisk` command.
 import type { Command } from "commander";
 import { formatSizeBytes, parseVdiskSizeBytes, SizeError } from "../../../volumedriver/src/storagedriver/size.ts";
 import { apiClientOf, CliError, vdiskPath } from "./api-client.ts";
@@ -19,7 +20,7 @@ export interface VdiskInfo {
   parent?: { volume: string; snapshot: string };
   snapshotCount?: number;
   scrubPending?: boolean;
-  stats?: Record<string, number>;
+  stats?: Record<string, unknown>;
   /** Where the vDisk is served over iSCSI (details only). */
   iscsi?: { target: string; lun: number; url: string };
 }
@@ -107,7 +108,7 @@ export function registerVdiskCommands(program: Command, run: Run, print: Print):
       if (info.namespace !== undefined) lines.push(["namespace", info.namespace]);
       if (info.iscsi !== undefined) lines.push(["iscsi", `LUN ${info.iscsi.lun} of ${info.iscsi.target} (${info.iscsi.url})`]);
       for (const [key, value] of Object.entries(info.stats ?? {})) {
-        lines.push([`stats.${key}`, String(value)]);
+        if (typeof value === "number") lines.push([`stats.${key}`, String(value)]); // latency histograms: --json
       }
       print(formatKeyValues(lines));
     }));

@@ -157,13 +157,20 @@ export interface ListedVdisk {
   sizeBytes: number;
   template?: boolean;
   parent?: { volume: string; snapshot: string };
+  /** The vDisk's setting overrides (PUT /vdisks/:name/config). */
+  overrides?: Record<string, number>;
 }
 
 /**
  * Makes the model's vDisks of `vpool` what its StorageDriver just listed (the StorageDriver is the
  * truth; the model mirrors it for the inventory): new ones are added parents first, gone ones removed
- * clones first, sizes and template flags follow. A row the model refuses is skipped and logged.
+ * clones first, sizes, template flags and setting overrides follow. A row the model refuses is skipped and logged.
  */
+function sameOverrides(left: Record<string, number>, right: Record<string, number | undefined>): boolean {
+  const keys = new Set([...Object.keys(left), ...Object.keys(right)]);
+  return [...keys].every((key) => left[key] === right[key]);
+}
+
 export function reconcileVdisks(model: FrameworkModel, vpool: string, listed: readonly ListedVdisk[], logger: Logger): void {
   const skip = (name: string, error: unknown): void => {
     logger.warn({ vdisk: name, vpool, reason: (error as Error).message }, "vDisk not mirrored in the model");
@@ -189,7 +196,7 @@ export function reconcileVdisks(model: FrameworkModel, vpool: string, listed: re
       for (const vdisk of ready.length > 0 ? ready : added) {
         try {
           model.vdisks.create({
-            name: vdisk.name, vpool, sizeBytes: vdisk.sizeBytes, template: vdisk.template === true,
+            name: vdisk.name, vpool, sizeBytes: vdisk.sizeBytes, template: vdisk.template === true, configOverrides: vdisk.overrides ?? {},
             ...(vdisk.parent === undefined ? {} : { parentSnapshot: `${vdisk.parent.volume}@${vdisk.parent.snapshot}` }),
           });
         } catch (error) {
@@ -200,16 +207,18 @@ export function reconcileVdisks(model: FrameworkModel, vpool: string, listed: re
     }
     for (const [name, row] of known) {
       const now = wanted.get(name);
-      if (now === undefined || (now.sizeBytes === row.sizeBytes && (now.template === true) === row.template)) continue;
+      const overrides = now?.overrides ?? {};
+      if (now === undefined || (now.sizeBytes === row.sizeBytes && (now.template === true) === row.template
+        && sameOverrides(overrides, row.configOverrides))) continue;
       try {
         if (now.sizeBytes >= row.sizeBytes && (now.template === true || !row.template)) {
-          model.vdisks.update(name, { sizeBytes: now.sizeBytes, template: now.template === true });
+          model.vdisks.update(name, { sizeBytes: now.sizeBytes, template: now.template === true, configOverrides: overrides });
         } else {
-          // Sizes only grow in the model, but a rollback to a snapshot from before a resize makes a
-          // vDisk smaller (and a rollback may undo set-template): the row is made again.
+          // Sizes only grow and templates stay templates in the model, but a vDisk deleted and made
+          // again under the same name between two listings may be smaller: the row is made again.
           model.vdisks.delete(name);
           model.vdisks.create({
-            name, vpool, sizeBytes: now.sizeBytes, template: now.template === true, configOverrides: row.configOverrides,
+            name, vpool, sizeBytes: now.sizeBytes, template: now.template === true, configOverrides: overrides,
             ...(now.parent === undefined ? {} : { parentSnapshot: `${now.parent.volume}@${now.parent.snapshot}` }),
           });
         }

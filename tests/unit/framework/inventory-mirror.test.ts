@@ -40,7 +40,12 @@ describe("framework: the model mirrors the listed vDisks", function () {
 
     reconcileVdisks(model, "pool", [clone, { ...base, sizeBytes: 4 * GIB, template: true }, { name: "solo", vpool: "pool", sizeBytes: 2 * GIB }], logger);
     reconcileVdisks(model, "pool", [clone, { ...base, sizeBytes: 4 * GIB, template: true }, { name: "solo", vpool: "pool", sizeBytes: GIB }], logger);
-    assert.deepEqual(rows(), ["base:4:-:true", "clone:1:base@s1:false", "solo:1:-:false"], "a rollback to a smaller size is mirrored");
+    assert.deepEqual(rows(), ["base:4:-:true", "clone:1:base@s1:false", "solo:1:-:false"], "a vDisk made again smaller is mirrored");
+
+    reconcileVdisks(model, "pool", [clone, { ...base, sizeBytes: 4 * GIB, template: true }, { name: "solo", vpool: "pool", sizeBytes: GIB, overrides: { scoMaxAgeMs: 2000 } }], logger);
+    assert.deepEqual(model.vdisks.get("solo").configOverrides, { scoMaxAgeMs: 2000 }, "setting overrides follow");
+    reconcileVdisks(model, "pool", [clone, { ...base, sizeBytes: 4 * GIB, template: true }, { name: "solo", vpool: "pool", sizeBytes: GIB, overrides: {} }], logger);
+    assert.deepEqual(model.vdisks.get("solo").configOverrides, {}, "and are cleared");
 
     reconcileVdisks(model, "pool", [], logger);
     assert.deepEqual(rows(), [], "parent and clone removed together, clone first");

@@ -86,7 +86,7 @@ describe("volumedriver: NBD export registry of a vPool", function () {
     return {
       name, state, uuid: "u", vpool: "pool", namespace: `vd-${name}`, sizeBytes: 10 * 1024 ** 3,
       clusterSizeBytes: 4096, scoSizeBytes: 64 * 1024 ** 2, createdAt: "2024-01-01T00:00:00.000Z",
-      template: false, snapshotCount: 0, scrubPending: false,
+      template: false, snapshotCount: 0, scrubPending: false, overrides: {},
     };
   }
 

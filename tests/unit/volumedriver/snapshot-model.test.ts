@@ -2,7 +2,7 @@
 // over several vDisks of one vPool (memory backend, 4 MiB SCOs, a short scoMaxAgeMs) of writes
 // (aligned and unaligned), trims, write-zeroes, flushes, createSnapshot, deleteSnapshot, cloneVolume
 // (with a bias towards cloning the deepest clone, so chains 8 and more deep occur), setTemplate,
-// rollbackVolume, deleteVolume, scrubVolume, clean restarts, restarts from the backend on a fresh
+// rollbackVolume, deleteVolume, scrubVolume, resizeVolume (grow), clean restarts, restarts from the backend on a fresh
 // directory and the loss of the local directory after a drain. Every vDisk must equal a Buffer model,
 // every snapshot (read through openSnapshot) the model taken when it was created, after every step
 // (hashes of whole devices), and the management
@@ -33,6 +33,8 @@ import { makeTempDir, removeTempDir } from "../../helpers/temp-dir.ts";
 import { expectVolumeError, sleep, withTimeout } from "../../helpers/volume-assertions.ts";
 
 const DEVICE_SIZE_BYTES = 4 * MIB;
+/** vDisks grow (resize) up to this size; I/O ranges stay in the first DEVICE_SIZE_BYTES or, when shifted, the last. */
+const GROWN_SIZE_MAX_BYTES = 8 * MIB;
 const IO_LENGTH_MAX_BYTES = 256 * 1024;
 const RUNS = Number(process.env.OVS_SNAPSHOT_MODEL_RUNS ?? 3);
 const OPERATIONS_MIN = 100;
@@ -79,7 +81,8 @@ type Operation =
   | { kind: "restart" }
   | { kind: "restartFromBackend"; drainFirst: boolean }
   | { kind: "loseLocalDirectory" }
-  | { kind: "pause"; durationMs: number };
+  | { kind: "pause"; durationMs: number }
+  | { kind: "resize"; disk: number; growClusters: number };
 
 /**
  * Operations name vDisks and snapshots by selectors (natural numbers), resolved at run time modulo
@@ -119,7 +122,13 @@ function operationArbitrary(): fc.Arbitrary<Operation> {
     { weight: 1, arbitrary: fc.boolean().map((drainFirst) => ({ kind: "restartFromBackend" as const, drainFirst })) },
     { weight: 1, arbitrary: fc.constant({ kind: "loseLocalDirectory" as const }) },
     { weight: 3, arbitrary: fc.integer({ min: 1, max: 250 }).map((durationMs) => ({ kind: "pause" as const, durationMs })) },
+    { weight: 2, arbitrary: fc.tuple(selector, fc.integer({ min: 1, max: 512 })).map(([disk, growClusters]) => ({ kind: "resize" as const, disk, growClusters })) },
   );
+}
+
+/** Half the I/O on a grown vDisk (odd `coin`) goes to its last DEVICE_SIZE_BYTES instead of its first. */
+function shifted(disk: DiskModel, offsetBytes: number, coin: number): number {
+  return Math.abs(coin) % 2 === 1 ? offsetBytes + disk.data.length - DEVICE_SIZE_BYTES : offsetBytes;
 }
 
 interface SnapshotModel {
@@ -321,6 +330,8 @@ class SnapshotModelRun {
       case "pause":
         this.note(`pause ${operation.durationMs} ms`);
         return sleep(operation.durationMs);
+      case "resize":
+        return this.resize(operation);
     }
   }
 
@@ -328,12 +339,35 @@ class SnapshotModelRun {
     const disk = this.pick(operation.disk);
     if (disk === undefined) return this.skip(operation.kind, "no vDisk");
     const data = new SeededRandom(operation.dataSeed).bytes(operation.lengthBytes);
-    this.note(`write ${disk.name} ${operation.offsetBytes}+${operation.lengthBytes}`);
+    const offsetBytes = shifted(disk, operation.offsetBytes, operation.dataSeed);
+    this.note(`write ${disk.name} ${offsetBytes}+${operation.lengthBytes}`);
     if (disk.template) {
-      await expectVolumeError(disk.volume.write(operation.offsetBytes, data), "ReadOnly", `write to template ${disk.name}: `);
+      await expectVolumeError(disk.volume.write(offsetBytes, data), "ReadOnly", `write to template ${disk.name}: `);
       return;
     }
-    await this.writeData(disk, operation.offsetBytes, data);
+    await this.writeData(disk, offsetBytes, data);
+  }
+
+  /** Grows a vDisk (a template must refuse); the model grows by zeros. Sizes stay under GROWN_SIZE_MAX_BYTES. */
+  private async resize(operation: Extract<Operation, { kind: "resize" }>): Promise<void> {
+    const disk = this.pick(operation.disk);
+    if (disk === undefined) return this.skip(operation.kind, "no vDisk");
+    const sizeBytes = disk.data.length + operation.growClusters * CLUSTER_SIZE_BYTES;
+    if (disk.template) {
+      this.note(`resizeVolume ${disk.name} to ${sizeBytes} (a template: must be refused)`);
+      await expectVolumeError(this.vpool.resizeVolume(disk.name, sizeBytes), "ReadOnly", `growing template ${disk.name}: `);
+      return;
+    }
+    if (sizeBytes > GROWN_SIZE_MAX_BYTES) return this.skip(operation.kind, "big enough");
+    this.note(`resizeVolume ${disk.name} from ${disk.data.length} to ${sizeBytes}`);
+    const info = await this.vpool.resizeVolume(disk.name, sizeBytes);
+    assert.equal(info.sizeBytes, sizeBytes, `resizeVolume ${disk.name} returns the new size`);
+    assert.equal(disk.volume.sizeBytes, sizeBytes, `the Volume of ${disk.name} has the new size`);
+    disk.data = Buffer.concat([disk.data, Buffer.alloc(sizeBytes - disk.data.length)]);
+    // Data right at the new end, so the grown range holds more than zeros.
+    await this.writeData(disk, sizeBytes - CLUSTER_SIZE_BYTES, new SeededRandom(sizeBytes).bytes(CLUSTER_SIZE_BYTES));
+    await expectVolumeError(disk.volume.read(sizeBytes - CLUSTER_SIZE_BYTES, 2 * CLUSTER_SIZE_BYTES), "OutOfRange", `read past the new end of ${disk.name}: `);
+    await this.checkDisk(disk, `after growing ${disk.name}`);
   }
 
   private async writeData(disk: DiskModel, offsetBytes: number, data: Buffer): Promise<void> {
@@ -345,7 +379,8 @@ class SnapshotModelRun {
   private async zeroRange(operation: Extract<Operation, { kind: "trim" | "writeZeroes" }>): Promise<void> {
     const disk = this.pick(operation.disk);
     if (disk === undefined) return this.skip(operation.kind, "no vDisk");
-    const { offsetBytes, lengthBytes } = operation;
+    const { lengthBytes } = operation;
+    const offsetBytes = shifted(disk, operation.offsetBytes, operation.offsetBytes + lengthBytes);
     this.note(`${operation.kind} ${disk.name} ${offsetBytes}+${lengthBytes}`);
     const run = (): Promise<void> =>
       operation.kind === "trim" ? disk.volume.trim(offsetBytes, lengthBytes) : disk.volume.writeZeroes(offsetBytes, lengthBytes, { noHole: operation.noHole });
@@ -390,7 +425,7 @@ class SnapshotModelRun {
     this.note(`createSnapshot ${disk.name}@${name}`);
     const info = await this.vpool.createSnapshot(disk.name, name);
     assert.equal(info.name, name, "createSnapshot returns the snapshot's info");
-    assert.equal(info.sizeBytes, DEVICE_SIZE_BYTES, `snapshot ${disk.name}@${name} has the vDisk's size`);
+    assert.equal(info.sizeBytes, disk.data.length, `snapshot ${disk.name}@${name} has the vDisk's size`);
     assert.deepEqual(info.clones, [], `a new snapshot ${disk.name}@${name} has no clones`);
     const snapshot: SnapshotModel = { name, data: Buffer.from(disk.data), hash: sha256(disk.data), clones: new Set() };
     disk.snapshots.push(snapshot);
@@ -430,7 +465,7 @@ class SnapshotModelRun {
     this.disks.set(name, clone);
     used.clones.add(name);
     this.deepestChain = Math.max(this.deepestChain, clone.depth);
-    assert.equal(volume.sizeBytes, DEVICE_SIZE_BYTES, `clone ${name} has the snapshot's size`);
+    assert.equal(volume.sizeBytes, used.data.length, `clone ${name} has the snapshot's size`);
     assert.deepEqual(volume.info().parent, clone.parent, `clone ${name} names its parent`);
     const usedInfo = this.vpool.listSnapshots(source.name).find((info) => info.name === used.name);
     assert.equal(usedInfo?.synced, true, `${source.name}@${used.name} is synced once cloned from`);
@@ -516,7 +551,9 @@ class SnapshotModelRun {
     assert.equal(this.vpool.getVolume(disk.name), volume, `after rolling ${disk.name} back, getVolume returns the reopened vDisk`);
     await expectVolumeError(old.read(0, CLUSTER_SIZE_BYTES), "Closed", `read through the Volume object of ${disk.name} from before its rollback: `);
     disk.volume = volume;
-    disk.data = Buffer.from(snapshot.data);
+    // A rollback keeps the vDisk's size: what grew after the snapshot reads zeros.
+    disk.data = Buffer.concat([snapshot.data, Buffer.alloc(disk.data.length - snapshot.data.length)]);
+    assert.equal(volume.sizeBytes, disk.data.length, `${disk.name} keeps its size through a rollback`);
     disk.snapshots.splice(index + 1);
     this.written.delete(disk.name);
     await this.checkFamily(disk, `after rolling ${disk.name} back to ${snapshot.name}`);
@@ -673,8 +710,9 @@ class SnapshotModelRun {
         disk.snapshots.map((snapshot) => summary(snapshot.name, snapshot.clones)),
         `${what}: snapshots, oldest first, with their clones`,
       );
-      for (const snapshot of snapshots) {
-        assert.equal(snapshot.sizeBytes, DEVICE_SIZE_BYTES, `${what}: size of snapshot ${snapshot.name}`);
+      assert.equal(info.sizeBytes, disk.data.length, `${what}: size`);
+      for (const [index, snapshot] of snapshots.entries()) {
+        assert.equal(snapshot.sizeBytes, disk.snapshots[index]?.data.length, `${what}: size of snapshot ${snapshot.name}`);
         if (options.synced) assert.equal(snapshot.synced, true, `${what}: snapshot ${snapshot.name} is synced`);
       }
     }
@@ -693,7 +731,7 @@ class SnapshotModelRun {
       assert.equal(device.volume, disk.name, `${what}: volume`);
       assert.equal(device.snapshot, snapshot.name, `${what}: snapshot`);
       assert.equal(device.readOnly, true, `${what}: read-only`);
-      assert.equal(device.sizeBytes, DEVICE_SIZE_BYTES, `${what}: size`);
+      assert.equal(device.sizeBytes, snapshot.data.length, `${what}: size`);
       if ((await hashDevice(device)) !== snapshot.hash) {
         const difference = firstDifference(await readWholeDevice(device), snapshot.data);
         assert.fail(`${what} differs from the vDisk as it was when the snapshot was taken, first at byte ${difference}`);

@@ -106,6 +106,11 @@ export class Uploader {
     return this.tlogChain;
   }
 
+  /** The concurrency may have grown: waiters re-check for a free slot (each loops until it has one). */
+  settingsChanged(): void {
+    for (const waiter of this.slotWaiters.splice(0)) waiter();
+  }
+
   private async withSlot<T>(work: () => Promise<T>): Promise<T> {
     while (this.activeUploads >= this.settings.concurrency) {
       await new Promise<void>((resolve) => this.slotWaiters.push(resolve));

@@ -10,7 +10,7 @@ import { crc32c } from "../../../alba/src/codec/crc32c.ts";
 import { isStoreError, type ObjectStore } from "../backend/object-store.ts";
 import { type BlockExtent, VolumeError, type WriteOptions, type WriteZeroesOptions } from "./block-device.ts";
 import type { Ancestor, ChainLink } from "./history.ts";
-import { Journal, type JournalListener } from "./journal.ts";
+import { Journal, type JournalListener, type JournalSettings } from "./journal.ts";
 import type { LocalSco } from "./local-sco.ts";
 import { METADATA_PAGE_SIZE_BYTES, type ClusterLocation, type MetadataStore } from "./metadata-store.ts";
 import { ReadCache } from "./read-cache.ts";
@@ -24,7 +24,7 @@ import { runScrubInWorker } from "./scrub-worker.ts";
 import { crashPoint } from "./crash-points.ts";
 import type { VolumeConfig } from "./formats/volume-config.ts";
 import { writeLocalManifest, type RecoveredState } from "./volume-recovery.ts";
-import { Uploader } from "./uploader.ts";
+import { Uploader, type UploaderSettings } from "./uploader.ts";
 import type { WriteBuffer, WriteBufferMember } from "./write-buffer.ts";
 import {
   CLUSTER_SIZE_BYTES, type ScrubProgress, type ScrubResult, type Volume as VolumeInterface, type VolumeInfo, type VolumeStats, type VPoolSettings,
@@ -76,12 +76,24 @@ export interface VolumeDependencies {
 /** Something that maps clusters to locations: the vDisk's metadata, or a snapshot's. */
 export type ClusterLookup = (clusterAddress: number) => ClusterLocation | undefined;
 
+/** The journal settings that follow the vDisk's settings (rolling, sealing), recomputed when they change. */
+function journalTuning(settings: VPoolSettings, scoSizeBytes: number): Pick<JournalSettings, "tlogScoCountMax" | "scoMaxAgeMs"> {
+  // A TLog's SCOs only become disposable when the TLog is uploaded: keep them to at most half the
+  // write buffer, or writers would stall waiting for a TLog that cannot roll yet.
+  return {
+    tlogScoCountMax: Math.max(1, Math.min(settings.tlogScoCountMax, Math.floor(settings.writeBufferSizeBytes / (2 * scoSizeBytes)))),
+    scoMaxAgeMs: settings.scoMaxAgeMs,
+  };
+}
+
 export class VolumeEngine implements VolumeInterface, WriteBufferMember, JournalListener {
   readonly name: string;
-  readonly sizeBytes: number;
-  readonly config: VolumeConfig;
+  private currentConfig: VolumeConfig;
   private readonly directory: string;
-  private readonly settings: VPoolSettings;
+  /** The vPool's settings with this vDisk's overrides (replaced by applyConfig). */
+  private settings: VPoolSettings;
+  private readonly journalSettings: JournalSettings;
+  private readonly uploaderSettings: UploaderSettings;
   private readonly store: ObjectStore;
   private readonly writeBuffer: WriteBuffer;
   private readonly readCache: ReadCache;
@@ -119,13 +131,12 @@ export class VolumeEngine implements VolumeInterface, WriteBufferMember, Journal
   private manifestLock: Promise<unknown> = Promise.resolve();
 
   constructor(dependencies: VolumeDependencies, recovered: RecoveredState) {
-    this.config = dependencies.config;
+    this.currentConfig = dependencies.config;
     this.ancestors = dependencies.ancestors;
     this.chain = [{ name: this.config.name, uuid: this.config.uuid, namespace: this.config.namespace }, ...this.ancestors.map((ancestor) => ancestor.link)];
     this.manifest = recovered.manifest;
     this.backendManifestGeneration = recovered.backendManifestGeneration;
     this.name = this.config.name;
-    this.sizeBytes = this.config.sizeBytes;
     this.directory = dependencies.directory;
     this.settings = dependencies.settings;
     this.store = dependencies.store;
@@ -140,28 +151,26 @@ export class VolumeEngine implements VolumeInterface, WriteBufferMember, Journal
       this.localBytes += sco.sizeBytes;
       if (sco.state !== "safe") this.notUploadedBytes += sco.sizeBytes;
     }
-    this.journal = new Journal({
+    this.journalSettings = {
       volumeUuid: this.config.uuid,
       directory: this.directory,
       scoClusterCount: this.config.scoSizeBytes / CLUSTER_SIZE_BYTES,
-      // A TLog's SCOs only become disposable when the TLog is uploaded: keep them to at most half the
-      // write buffer, or writers would stall waiting for a TLog that cannot roll yet.
-      tlogScoCountMax: Math.max(1, Math.min(this.settings.tlogScoCountMax,
-        Math.floor(this.settings.writeBufferSizeBytes / (2 * this.config.scoSizeBytes)))),
-      scoMaxAgeMs: this.settings.scoMaxAgeMs,
+      ...journalTuning(this.settings, this.config.scoSizeBytes),
       pendingBytesMax: Math.max(8 * 1024 * 1024, Math.min(64 * 1024 * 1024, this.settings.writeBufferSizeBytes / 4)),
       dirtyPagesMax: Math.max(1024, Math.floor(this.settings.metadataCacheSizeBytes / METADATA_PAGE_SIZE_BYTES)),
       nowMs: this.nowMs,
       logger: this.logger,
-    }, this.metadata, this, this.scos, recovered.nextScoNumber, recovered.nextTlogNumber);
-    this.uploader = new Uploader(this.store, this.config.namespace, {
+    };
+    this.journal = new Journal(this.journalSettings, this.metadata, this, this.scos, recovered.nextScoNumber, recovered.nextTlogNumber);
+    this.uploaderSettings = {
       concurrency: this.settings.uploadConcurrency,
       logger: this.logger,
       scoPath: (scoNumber) => this.journal.scoPath(scoNumber),
       tlogPath: (tlogNumber) => this.journal.tlogPath(tlogNumber),
       scoBlockCrc32cs: (scoNumber) => this.journal.scoBlockCrc32cs(scoNumber),
       onScoUploaded: () => this.writeBuffer.progress(),
-    }, (tlogNumber, scoNumbers) => this.tlogUploaded(tlogNumber, scoNumbers));
+    };
+    this.uploader = new Uploader(this.store, this.config.namespace, this.uploaderSettings, (tlogNumber, scoNumbers) => this.tlogUploaded(tlogNumber, scoNumbers));
     for (const tlog of recovered.tlogsToUpload) this.uploader.enqueueTlog(tlog.tlogNumber, tlog.scoNumbers);
     if (this.manifest.generation > this.backendManifestGeneration) this.enqueueManifestUpload(this.manifest);
     this.writeBuffer.register(this);
@@ -169,6 +178,27 @@ export class VolumeEngine implements VolumeInterface, WriteBufferMember, Journal
 
   get readOnly(): boolean {
     return this.manifest.template;
+  }
+
+  get config(): VolumeConfig {
+    return this.currentConfig;
+  }
+
+  get sizeBytes(): number {
+    return this.currentConfig.sizeBytes;
+  }
+
+  /**
+   * Takes a new volume.json (a bigger size, other overrides) and the settings that follow from it,
+   * once the vPool has stored it on the backend and locally. Size and settings apply to the next
+   * request; the identity fields never change.
+   */
+  applyConfig(config: VolumeConfig, settings: VPoolSettings): void {
+    this.currentConfig = config;
+    this.settings = settings;
+    Object.assign(this.journalSettings, journalTuning(settings, config.scoSizeBytes));
+    this.uploaderSettings.concurrency = settings.uploadConcurrency;
+    this.uploader.settingsChanged();
   }
 
   // ---- JournalListener and upload life cycle ----
@@ -618,6 +648,7 @@ export class VolumeEngine implements VolumeInterface, WriteBufferMember, Journal
       sizeBytes: this.sizeBytes, clusterSizeBytes: CLUSTER_SIZE_BYTES, scoSizeBytes: this.config.scoSizeBytes,
       createdAt: this.config.createdAt, state: this.closed ? "closed" : "running",
       template: this.manifest.template, snapshotCount: this.manifest.snapshots.length, scrubPending: this.manifest.scrubPending,
+      overrides: { ...this.config.overrides },
       ...(this.config.parent === undefined ? {} : { parent: { volume: this.config.parent.volumeName, snapshot: this.config.parent.snapshotName } }),
     };
   }

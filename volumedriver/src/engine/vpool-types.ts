@@ -4,6 +4,7 @@ import type { IoKind, LatencyHistogramSnapshot } from "./io-latency.ts";
 import type { Logger } from "pino";
 import type { ObjectStore } from "../backend/object-store.ts";
 import type { BlockDevice } from "./block-device.ts";
+import type { VolumeOverrides } from "./formats/volume-config.ts";
 
 export const CLUSTER_SIZE_BYTES = 4096;
 export const MIB = 1024 * 1024;
@@ -67,6 +68,8 @@ export interface VolumeInfo {
   snapshotCount: number;
   /** A snapshot was deleted since the last scrub: the scrubber has garbage to collect. */
   scrubPending: boolean;
+  /** Settings of this vDisk that differ from its vPool's (setVolumeOverrides). */
+  overrides: VolumeOverrides;
 }
 
 /** Snapshot names: 1-63 of [A-Za-z0-9._-], starting with a letter or digit (never '@' or '/'). */
@@ -178,6 +181,20 @@ export interface VPool {
    * template and its latest snapshot is used. The snapshot is made synced first if it is not.
    */
   cloneVolume(name: string, from: { volume: string; snapshot?: string }): Promise<Volume>;
+  /**
+   * Grows a vDisk to sizeBytes (a multiple of 4096; Invalid when smaller: shrinking would cut off
+   * data; ReadOnly for a template). Snapshots keep the size they were taken at; clones made later get
+   * the size of their snapshot. Open NBD connections keep the size they negotiated; iSCSI initiators
+   * get CAPACITY DATA HAS CHANGED.
+   */
+  resizeVolume(volume: string, sizeBytes: number): Promise<VolumeInfo>;
+  /**
+   * Replaces the vDisk's setting overrides (VOLUME_OVERRIDE_KEYS; {} clears them). Stored in its
+   * volume.json on the backend, so they follow the vDisk to another host; they apply at once.
+   */
+  setVolumeOverrides(volume: string, overrides: VolumeOverrides): Promise<VolumeInfo>;
+  /** The vDisk's effective settings: its vPool's with its overrides. */
+  volumeSettings(volume: string): VPoolSettings;
   /** Marks a vDisk as a template: snapshots what it holds, then refuses writes (ReadOnly). */
   setTemplate(volume: string): Promise<void>;
   /**

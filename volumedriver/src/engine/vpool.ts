@@ -10,7 +10,10 @@ import { VolumeError } from "./block-device.ts";
 import { encodeManifest, SNAPSHOTS_MANIFEST_KEY, type SnapshotRecord, type SnapshotsManifest } from "./formats/snapshots-manifest.ts";
 import { decodeTlog, ENTRY_WRITE, tlogObjectKey } from "./formats/tlog-format.ts";
 import { scoObjectKey } from "./formats/sco-format.ts";
-import { decodeVolumeConfig, encodeVolumeConfig, VOLUME_CONFIG_FORMAT, VOLUME_CONFIG_KEY, VOLUME_CONFIG_VERSION, type VolumeConfig } from "./formats/volume-config.ts";
+import {
+  decodeVolumeConfig, encodeVolumeConfig, VOLUME_CONFIG_FORMAT, VOLUME_CONFIG_KEY, VOLUME_CONFIG_VERSION, VOLUME_OVERRIDE_KEYS,
+  type VolumeConfig, type VolumeOverrideKey, type VolumeOverrides,
+} from "./formats/volume-config.ts";
 import { CLONE_DEPTH_MAX } from "./history.ts";
 import { ReadCache } from "./read-cache.ts";
 import { SnapshotView } from "./snapshot-view.ts";
@@ -43,6 +46,30 @@ export const DEFAULT_VPOOL_SETTINGS: VPoolSettings = {
   scrubGracePeriodMs: 60_000,
 };
 
+/** Checks one setting against the others; throws Invalid saying what is wrong. `what` names the owner. */
+function checkSetting(settings: VPoolSettings, key: keyof VPoolSettings, what: string): void {
+  const value = settings[key];
+  if (key === "scrubLiveFractionKeep") {
+    if (!(typeof value === "number" && value >= 0 && value <= 1)) throw new VolumeError("Invalid", `${what} setting ${key} = ${value} must be in [0, 1]`);
+    return;
+  }
+  const [min, max] = {
+    scoSizeBytes: [4 * MIB, 128 * MIB],
+    scoMaxAgeMs: [10, 3_600_000],
+    tlogScoCountMax: [1, 1024],
+    writeBufferSizeBytes: [2 * settings.scoSizeBytes, Number.MAX_SAFE_INTEGER],
+    writeBufferTriggerGapBytes: [0, settings.writeBufferSizeBytes / 2],
+    readCacheSizeBytes: [0, Number.MAX_SAFE_INTEGER],
+    metadataCacheSizeBytes: [MIB, Number.MAX_SAFE_INTEGER],
+    uploadConcurrency: [1, 64],
+    prefetchClusters: [0, 65536],
+    scrubGracePeriodMs: [0, 7 * 24 * 3_600_000],
+  }[key];
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new VolumeError("Invalid", `${what} setting ${key} = ${value} must be an integer in [${min}, ${max}]`);
+  }
+}
+
 function resolveSettings(config: VPoolConfig): VPoolSettings {
   const settings: VPoolSettings = { ...DEFAULT_VPOOL_SETTINGS };
   for (const key of Object.keys(DEFAULT_VPOOL_SETTINGS) as Array<keyof VPoolSettings>) {
@@ -50,26 +77,21 @@ function resolveSettings(config: VPoolConfig): VPoolSettings {
     if (value !== undefined) settings[key] = value;
   }
   if (config.writeBufferTriggerGapBytes === undefined) settings.writeBufferTriggerGapBytes = Math.floor(settings.writeBufferSizeBytes / 8);
-  const integer = (key: keyof VPoolSettings, min: number, max: number): void => {
-    const value = settings[key];
-    if (!Number.isSafeInteger(value) || value < min || value > max) {
-      throw new VolumeError("Invalid", `vPool setting ${key} = ${value} must be an integer in [${min}, ${max}]`);
-    }
-  };
-  integer("scoSizeBytes", 4 * MIB, 128 * MIB);
+  for (const key of Object.keys(DEFAULT_VPOOL_SETTINGS) as Array<keyof VPoolSettings>) checkSetting(settings, key, "vPool");
   if (settings.scoSizeBytes % CLUSTER_SIZE_BYTES !== 0) throw new VolumeError("Invalid", "scoSizeBytes must be a multiple of 4096");
-  integer("scoMaxAgeMs", 10, 3_600_000);
-  integer("tlogScoCountMax", 1, 1024);
-  integer("writeBufferSizeBytes", 2 * settings.scoSizeBytes, Number.MAX_SAFE_INTEGER);
-  integer("writeBufferTriggerGapBytes", 0, settings.writeBufferSizeBytes / 2);
-  integer("readCacheSizeBytes", 0, Number.MAX_SAFE_INTEGER);
-  integer("metadataCacheSizeBytes", MIB, Number.MAX_SAFE_INTEGER);
-  integer("uploadConcurrency", 1, 64);
-  integer("prefetchClusters", 0, 65536);
-  if (!(settings.scrubLiveFractionKeep >= 0 && settings.scrubLiveFractionKeep <= 1)) {
-    throw new VolumeError("Invalid", `vPool setting scrubLiveFractionKeep = ${settings.scrubLiveFractionKeep} must be in [0, 1]`);
+  return settings;
+}
+
+/** A vDisk's settings: its vPool's with its overrides applied (checked; Invalid names the bad one). */
+export function volumeSettings(vpoolSettings: VPoolSettings, overrides: VolumeOverrides | undefined, volume: string): VPoolSettings {
+  const settings = { ...vpoolSettings };
+  for (const [key, value] of Object.entries(overrides ?? {})) {
+    if (!(VOLUME_OVERRIDE_KEYS as readonly string[]).includes(key)) {
+      throw new VolumeError("Invalid", `vDisk ${volume}: ${key} cannot be set per vDisk; these can: ${VOLUME_OVERRIDE_KEYS.join(", ")}`);
+    }
+    settings[key as VolumeOverrideKey] = value;
+    checkSetting(settings, key as VolumeOverrideKey, `vDisk ${volume}`);
   }
-  integer("scrubGracePeriodMs", 0, 7 * 24 * 3_600_000);
   return settings;
 }
 
@@ -119,7 +141,7 @@ class VPoolHost implements VPool {
     await rm(join(directory, "views"), { recursive: true, force: true }); // scratch files of views open at a crash
     const recovered = await recoverLocal(directory, this.store, config, this.settings.metadataCacheSizeBytes, this.logger);
     return new VolumeEngine({
-      config, directory, settings: this.settings, store: this.store, writeBuffer: this.writeBuffer,
+      config, directory, settings: volumeSettings(this.settings, config.overrides, config.name), store: this.store, writeBuffer: this.writeBuffer,
       readCache: this.readCache, logger: this.logger, nowMs: this.nowMs, ancestors: recovered.ancestors,
     }, recovered);
   }
@@ -239,7 +261,7 @@ class VPoolHost implements VPool {
       infos.push({
         name: config.name, uuid: config.uuid, vpool: config.vpool, namespace: config.namespace, sizeBytes: config.sizeBytes,
         clusterSizeBytes: config.clusterSizeBytes, scoSizeBytes: config.scoSizeBytes, createdAt: config.createdAt, state: "failed", error,
-        template: false, snapshotCount: 0, scrubPending: false,
+        template: false, snapshotCount: 0, scrubPending: false, overrides: { ...config.overrides },
         ...(config.parent === undefined ? {} : { parent: { volume: config.parent.volumeName, snapshot: config.parent.snapshotName } }),
       });
     }
@@ -291,6 +313,66 @@ class VPoolHost implements VPool {
     if (failed !== undefined) throw new VolumeError("Invalid", `vDisk ${name} is failed (${failed.error}); it has no snapshots to work with`);
     if (this.busyNames.has(name)) throw new VolumeError("Exists", `vDisk ${name} is busy (being created, deleted or rolled back)`);
     throw new VolumeError("NotFound", `no vDisk named ${name} in vPool ${this.name}`);
+  }
+
+  /** Marks a vDisk busy for a change that replaces its Volume or its volume.json; Exists if it is already. */
+  private claim(name: string): void {
+    if (this.busyNames.has(name)) throw new VolumeError("Exists", `vDisk ${name} is busy (being created, deleted, rolled back, resized or reconfigured); retry when that is done`);
+    this.busyNames.add(name);
+  }
+
+  /**
+   * Stores a changed volume.json — backend first, so a restore elsewhere never gets less than the
+   * local copy — then the local copy, then lets the running engine take it.
+   */
+  private async updateConfig(volume: VolumeEngine, next: VolumeConfig): Promise<void> {
+    const settings = volumeSettings(this.settings, next.overrides, next.name);
+    const encoded = encodeVolumeConfig(next);
+    await this.store.put(next.namespace, VOLUME_CONFIG_KEY, encoded);
+    await writeLocalConfig(this.volumeDirectory(next.name), encoded);
+    volume.applyConfig(next, settings);
+  }
+
+  async resizeVolume(volumeName: string, sizeBytes: number): Promise<VolumeInfo> {
+    const volume = this.runningVolume(volumeName);
+    if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0 || sizeBytes % CLUSTER_SIZE_BYTES !== 0 || sizeBytes > VOLUME_SIZE_BYTES_MAX) {
+      throw new VolumeError("Invalid", `invalid vDisk size ${sizeBytes}: use a positive multiple of 4096 bytes up to 64 TiB`);
+    }
+    if (sizeBytes < volume.sizeBytes) {
+      throw new VolumeError("Invalid", `vDisk ${volumeName} has ${volume.sizeBytes} bytes and can only grow: shrinking would cut off data; clone it to a smaller vDisk instead`);
+    }
+    if (volume.readOnly) throw new VolumeError("ReadOnly", `vDisk ${volumeName} is a template: templates keep their size; grow a clone instead`);
+    if (sizeBytes === volume.sizeBytes) return volume.info();
+    this.claim(volumeName);
+    try {
+      const before = volume.sizeBytes;
+      await this.updateConfig(volume, { ...volume.config, sizeBytes });
+      this.logger.info({ volume: volumeName, sizeBytesBefore: before, sizeBytes }, "grew vDisk");
+      return volume.info();
+    } finally {
+      this.busyNames.delete(volumeName);
+    }
+  }
+
+  async setVolumeOverrides(volumeName: string, overrides: VolumeOverrides): Promise<VolumeInfo> {
+    const volume = this.runningVolume(volumeName);
+    volumeSettings(this.settings, overrides, volumeName); // Invalid before anything changes
+    const kept = Object.fromEntries(Object.entries(overrides).filter(([, value]) => value !== undefined)) as VolumeOverrides;
+    this.claim(volumeName);
+    try {
+      const { overrides: _previous, ...rest } = volume.config;
+      await this.updateConfig(volume, Object.keys(kept).length === 0 ? rest : { ...rest, overrides: kept });
+      this.logger.info({ volume: volumeName, overrides: kept }, "vDisk settings changed");
+      return volume.info();
+    } finally {
+      this.busyNames.delete(volumeName);
+    }
+  }
+
+  /** The vDisk's effective settings (its vPool's with its overrides). */
+  volumeSettings(volumeName: string): VPoolSettings {
+    const volume = this.runningVolume(volumeName);
+    return volumeSettings(this.settings, volume.config.overrides, volumeName);
   }
 
   private snapshotIndex(volume: VolumeEngine, snapshot: string): number {
@@ -395,7 +477,7 @@ class VPoolHost implements VPool {
     if (cloned.length > 0) {
       throw new VolumeError("Exists", `rolling ${volumeName} back to ${snapshot} would delete snapshots with clones (${cloned.join(", ")}); delete the clones first`);
     }
-    this.busyNames.add(volumeName);
+    this.claim(volumeName);
     try {
       // Everything on the backend first: the rolled-back vDisk is rebuilt from there.
       await volume.drain();

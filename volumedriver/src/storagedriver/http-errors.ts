@@ -97,7 +97,8 @@ export function validationMessage(errors: FastifySchemaValidationError[], contex
       return withHint(`${context} must have the field ${JSON.stringify(field)}`, parentSchema?.properties?.[field], `/${field}`);
     }
     if (failure.keyword === "additionalProperties") {
-      return `${context} has the unknown field ${JSON.stringify(String(failure.params.additionalProperty))}: remove it (check its spelling)`;
+      const message = `${context} has the unknown field ${JSON.stringify(String(failure.params.additionalProperty))}: remove it (check its spelling)`;
+      return typeof parentSchema?.description === "string" ? `${message}; ${parentSchema.description}` : message;
     }
     return withHint(`${context}${failure.instancePath.replaceAll("/", ".")} ${failure.message ?? "is invalid"}`, parentSchema, failure.instancePath);
   }).join("; ");

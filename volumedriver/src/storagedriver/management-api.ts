@@ -14,7 +14,12 @@ import { snapshotRoutes } from "./snapshot-routes.ts";
 import { taskRoutes } from "./task-routes.ts";
 import { TaskRegistry } from "./task-registry.ts";
 import { decodeCreateVdiskBody, vdiskNotFound, type CloneSource } from "./vdisk-requests.ts";
-import { createVdiskBodySchema, vdiskParamsSchema, type CreateVdiskBody, type VdiskParams } from "./vdisk-schemas.ts";
+import {
+  createVdiskBodySchema, resizeBodySchema, vdiskConfigBodySchema, vdiskParamsSchema,
+  type CreateVdiskBody, type ResizeBody, type VdiskConfigBody, type VdiskParams,
+} from "./vdisk-schemas.ts";
+import { VOLUME_OVERRIDE_KEYS, type VolumeOverrideKey, type VolumeOverrides } from "../engine/formats/volume-config.ts";
+import { parseVdiskSizeBytes } from "./size.ts";
 
 export interface ManagementApiOptions {
   vpool: VPool;
@@ -50,6 +55,7 @@ export const MANAGEMENT_ROUTE_LIST: readonly string[] = [
   "POST /vdisks", "GET /vdisks", "GET /vdisks/:name", "DELETE /vdisks/:name",
   "POST /vdisks/:name/snapshots", "GET /vdisks/:name/snapshots", "DELETE /vdisks/:name/snapshots/:snapshot",
   "POST /vdisks/:name/rollback", "POST /vdisks/:name/template", "POST /vdisks/:name/scrub",
+  "POST /vdisks/:name/resize", "GET /vdisks/:name/config", "PUT /vdisks/:name/config",
   "GET /tasks", "GET /tasks/:id", "GET /health",
 ];
 /** The routes of this API alone: the vDisk routes and the Prometheus endpoint (not proxied by the framework). */
@@ -93,7 +99,9 @@ function vdiskRoutes(vpool: VPool, backendStats: ManagementApiOptions["backendSt
       }
       if (decoded.sizeBytes !== undefined) checkCloneSize(vpool, decoded.from, decoded.sizeBytes);
       const volume = await vpool.cloneVolume(decoded.name, decoded.from);
-      const info = volume.info();
+      // A bigger size than the snapshot's grows the clone at once (before anyone can write to it).
+      const info = decoded.sizeBytes !== undefined && decoded.sizeBytes > volume.sizeBytes
+        ? await vpool.resizeVolume(decoded.name, decoded.sizeBytes) : volume.info();
       request.log.info({ vdisk: decoded.name, parent: info.parent }, "vDisk cloned");
       return reply.code(201).send(info);
     });
@@ -116,6 +124,23 @@ function vdiskRoutes(vpool: VPool, backendStats: ManagementApiOptions["backendSt
       return listed;
     });
 
+    app.post<{ Params: VdiskParams; Body: ResizeBody }>("/vdisks/:name/resize",
+      { schema: { params: vdiskParamsSchema, body: resizeBodySchema } }, async (request) => {
+        const info = await vpool.resizeVolume(request.params.name, parseVdiskSizeBytes(request.body.size));
+        request.log.info({ vdisk: request.params.name, sizeBytes: info.sizeBytes }, "vDisk resized");
+        return info;
+      });
+
+    app.get<{ Params: VdiskParams }>("/vdisks/:name/config", { schema: { params: vdiskParamsSchema } }, async (request) =>
+      vdiskConfigOf(vpool, request.params.name));
+
+    app.put<{ Params: VdiskParams; Body: VdiskConfigBody }>("/vdisks/:name/config",
+      { schema: { params: vdiskParamsSchema, body: vdiskConfigBodySchema } }, async (request) => {
+        await vpool.setVolumeOverrides(request.params.name, request.body);
+        request.log.info({ vdisk: request.params.name, overrides: request.body }, "vDisk settings changed");
+        return vdiskConfigOf(vpool, request.params.name);
+      });
+
     app.delete<{ Params: VdiskParams }>("/vdisks/:name", { schema: { params: vdiskParamsSchema } }, async (request, reply) => {
       // The engine refuses missing names (NotFound), vDisks with clones (Exists), and can delete
       // vDisks that failed to open.
@@ -127,17 +152,28 @@ function vdiskRoutes(vpool: VPool, backendStats: ManagementApiOptions["backendSt
 }
 
 /**
- * A clone has the size of its snapshot (vDisks cannot be resized yet), so a size given with a parent
- * must be that size: a different one is refused rather than silently ignored. A parent the engine
- * will refuse anyway (no such vDisk or snapshot) is left to it, for one message per mistake.
+ * A clone starts with the size of its snapshot and can only grow, so a size given with a parent must
+ * be at least that: a smaller one is refused before anything is made. A parent the engine will refuse
+ * anyway (no such vDisk or snapshot) is left to it, for one message per mistake.
  */
 function checkCloneSize(vpool: VPool, from: CloneSource, sizeBytes: number): void {
   if (vpool.getVolume(from.volume) === undefined) return;
   const snapshots = vpool.listSnapshots(from.volume);
   const snapshot = from.snapshot === undefined ? snapshots.at(-1) : snapshots.find((candidate) => candidate.name === from.snapshot);
-  if (snapshot !== undefined && snapshot.sizeBytes !== sizeBytes) {
-    throw new HttpError(400, "INVALID_REQUEST", `a clone has the size of its snapshot (${snapshot.sizeBytes} bytes), not ${sizeBytes}: leave "size" out`);
+  if (snapshot !== undefined && snapshot.sizeBytes > sizeBytes) {
+    throw new HttpError(400, "INVALID_REQUEST", `a clone has at least the size of its snapshot (${snapshot.sizeBytes} bytes), not ${sizeBytes}: leave "size" out or give a bigger one`);
   }
+}
+
+/** GET /vdisks/:name/config: what the vDisk overrides, and the settings it runs with. */
+function vdiskConfigOf(vpool: VPool, name: string): { overrides: VolumeOverrides; settings: Record<VolumeOverrideKey, number> } {
+  const volume = vpool.getVolume(name);
+  if (volume === undefined) throw vdiskNotFound(vpool, name);
+  const effective = vpool.volumeSettings(name);
+  return {
+    overrides: volume.info().overrides,
+    settings: Object.fromEntries(VOLUME_OVERRIDE_KEYS.map((key) => [key, effective[key]])) as Record<VolumeOverrideKey, number>,
+  };
 }
 
 function healthRoutes(options: ManagementApiOptions): FastifyPluginAsync {

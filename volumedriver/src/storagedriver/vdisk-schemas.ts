@@ -2,6 +2,7 @@
 // and the framework API so that both edges accept exactly the same requests. Each field carries a
 // hint (its schema's description) that the error handler appends to a validation failure, so the
 // message says how to write the field correctly.
+import { VOLUME_OVERRIDE_KEYS, type VolumeOverrides } from "../engine/formats/volume-config.ts";
 import { SNAPSHOT_NAME_PATTERN } from "../engine/vpool-types.ts";
 import { SIZE_TEXT_SCHEMA_PATTERN, VDISK_SIZE_ALIGNMENT_BYTES, VDISK_SIZE_BYTES_MAX } from "./size.ts";
 
@@ -63,6 +64,13 @@ export interface RollbackBody {
   snapshot: string;
 }
 
+export interface ResizeBody {
+  size: number | string;
+}
+
+/** PUT /vdisks/:name/config: the vDisk's overrides, whole (a key left out follows the vPool again). */
+export type VdiskConfigBody = VolumeOverrides;
+
 export interface TaskParams {
   id: string;
 }
@@ -103,6 +111,32 @@ export const rollbackBodySchema = {
   additionalProperties: false,
   properties: { snapshot: snapshotNameSchema },
   description: `send a JSON object like {"snapshot": "before-upgrade"}`,
+} as const;
+
+export const resizeBodySchema = {
+  type: "object",
+  required: ["size"],
+  additionalProperties: false,
+  properties: { size: vdiskSizeSchema },
+  description: `send a JSON object like {"size": "20G"}: the new size, at least the current one (vDisks only grow)`,
+} as const;
+
+const OVERRIDE_HINTS: Record<typeof VOLUME_OVERRIDE_KEYS[number], string> = {
+  scoMaxAgeMs: "scoMaxAgeMs: milliseconds before a SCO holding data is sealed and uploaded (10-3600000)",
+  tlogScoCountMax: "tlogScoCountMax: SCOs per TLog before it is rolled (1-1024)",
+  uploadConcurrency: "uploadConcurrency: objects this vDisk uploads at once (1-64)",
+  prefetchClusters: "prefetchClusters: 4 KiB clusters read ahead once reads are sequential (0-65536)",
+  scrubLiveFractionKeep: "scrubLiveFractionKeep: a scrub rewrites SCOs with less than this fraction live (0-1)",
+};
+
+export const VDISK_CONFIG_BODY_HINT = `send a JSON object with the settings this vDisk overrides, like {"scoMaxAgeMs": 2000}; {} follows the vPool for all; the keys: ${VOLUME_OVERRIDE_KEYS.join(", ")}`;
+
+export const vdiskConfigBodySchema = {
+  type: "object",
+  additionalProperties: false,
+  properties: Object.fromEntries(VOLUME_OVERRIDE_KEYS.map((key) =>
+    [key, { type: key === "scrubLiveFractionKeep" ? "number" : "integer", description: OVERRIDE_HINTS[key] }])),
+  description: VDISK_CONFIG_BODY_HINT,
 } as const;
 
 /** For actions that take no parameters (template, scrub): no body, or {}. See allowEmptyBody (vdisk-requests.ts). */

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { OPCODE } from "../../../../volumedriver/src/frontends/iscsi/scsi/cdb.ts";
 import { UnitAttentions } from "../../../../volumedriver/src/frontends/iscsi/scsi/unit-attention.ts";
 import {
-  clearUnitAttentions, expectGood, expectSense, nexus, NEXUS_A, NEXUS_B, run, type ScsiFixture, startScsiFixture, TempDirs,
+  clearUnitAttentions, expectGood, expectSense, nexus, NEXUS_A, NEXUS_B, run, SCSI_TEST_DEVICE_SIZE_BYTES, type ScsiFixture, startScsiFixture, TempDirs,
 } from "./scsi-fixture.ts";
 
 const TUR = Buffer.from([0, 0, 0, 0, 0, 0]);
@@ -68,6 +68,21 @@ describe("SCSI unit attentions", function () {
     expectGood(await run(fixture.target, TUR));
     expectSense(await run(fixture.target, TUR, { nexus: NEXUS_B }), "UaBusDeviceResetFunctionOccurred");
     expectGood(await run(fixture.target, TUR, { nexus: NEXUS_B }));
+  });
+
+  it("test_ua_capacity_data_has_changed: a grown vDisk is reported to every nexus once, then READ CAPACITY shows the new size", async () => {
+    await clearUnitAttentions(fixture.target, NEXUS_A);
+    await clearUnitAttentions(fixture.target, NEXUS_B);
+    const readCapacity16 = Buffer.from([OPCODE.SERVICE_ACTION_IN_16, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0]);
+    const before = expectGood(await run(fixture.target, readCapacity16));
+    assert.equal(Number(before.readBigUInt64BE(0)) + 1, SCSI_TEST_DEVICE_SIZE_BYTES / 512);
+    await fixture.vpool.resizeVolume("disk0", 2 * SCSI_TEST_DEVICE_SIZE_BYTES);
+    expectSense(await run(fixture.target, TUR), "UaCapacityDataHasChanged");
+    const after = expectGood(await run(fixture.target, readCapacity16));
+    assert.equal(Number(after.readBigUInt64BE(0)) + 1, 2 * SCSI_TEST_DEVICE_SIZE_BYTES / 512);
+    expectSense(await run(fixture.target, TUR, { nexus: NEXUS_B }), "UaCapacityDataHasChanged");
+    expectGood(await run(fixture.target, TUR, { nexus: NEXUS_B }));
+    expectGood(await run(fixture.target, TUR), "reported once");
   });
 
   it("test_ua_nexus_loss: a new login with the same name starts with POWER ON, RESET", async () => {

@@ -55,7 +55,7 @@ function snapshotInfo(name: string): SnapshotInfo {
 function volumeInfo(name: string, state: VolumeInfo["state"]): VolumeInfo {
   return {
     name, state, uuid: `uuid-${name}`, vpool: "pool", namespace: `vd-${name}`, sizeBytes: VOLUME_SIZE_BYTES, clusterSizeBytes: 4096,
-    scoSizeBytes: 4 * MIB, createdAt: "2024-05-01T00:00:00.000Z", template: false, snapshotCount: 1, scrubPending: false,
+    scoSizeBytes: 4 * MIB, createdAt: "2024-05-01T00:00:00.000Z", template: false, snapshotCount: 1, scrubPending: false, overrides: {},
   };
 }
 

@@ -29,14 +29,24 @@ export interface VolumeConfig {
   createdAt: string;
   /** Set for a clone (absent otherwise, so older documents keep their checksum). */
   parent?: VolumeParent;
+  /** Settings of this vDisk that differ from its vPool's (absent when none, for the same reason). */
+  overrides?: VolumeOverrides;
 }
 
+/** The vPool settings a vDisk may override (vpool-types.ts VPoolSettings has their meaning). */
+export const VOLUME_OVERRIDE_KEYS = ["scoMaxAgeMs", "tlogScoCountMax", "uploadConcurrency", "prefetchClusters", "scrubLiveFractionKeep"] as const;
+export type VolumeOverrideKey = typeof VOLUME_OVERRIDE_KEYS[number];
+export type VolumeOverrides = Partial<Record<VolumeOverrideKey, number>>;
+
 function canonical(config: VolumeConfig): string {
-  const { format, version, name, uuid, vpool, namespace, sizeBytes, clusterSizeBytes, scoSizeBytes, createdAt, parent } = config;
-  const fields = { format, version, name, uuid, vpool, namespace, sizeBytes, clusterSizeBytes, scoSizeBytes, createdAt };
-  if (parent === undefined) return JSON.stringify(fields);
-  const { namespace: parentNamespace, volumeUuid, volumeName, snapshotUuid, snapshotName } = parent;
-  return JSON.stringify({ ...fields, parent: { namespace: parentNamespace, volumeUuid, volumeName, snapshotUuid, snapshotName } });
+  const { format, version, name, uuid, vpool, namespace, sizeBytes, clusterSizeBytes, scoSizeBytes, createdAt, parent, overrides } = config;
+  const fields: Record<string, unknown> = { format, version, name, uuid, vpool, namespace, sizeBytes, clusterSizeBytes, scoSizeBytes, createdAt };
+  if (parent !== undefined) {
+    const { namespace: parentNamespace, volumeUuid, volumeName, snapshotUuid, snapshotName } = parent;
+    fields.parent = { namespace: parentNamespace, volumeUuid, volumeName, snapshotUuid, snapshotName };
+  }
+  if (overrides !== undefined) fields.overrides = Object.fromEntries(VOLUME_OVERRIDE_KEYS.filter((key) => overrides[key] !== undefined).map((key) => [key, overrides[key]]));
+  return JSON.stringify(fields);
 }
 
 export function encodeVolumeConfig(config: VolumeConfig): Buffer {
@@ -52,6 +62,11 @@ export function decodeVolumeConfig(data: Buffer): VolumeConfig {
   if (parent !== undefined && (typeof parent !== "object" || parent === null
     || !["namespace", "volumeUuid", "volumeName", "snapshotUuid", "snapshotName"].every((key) => typeof (parent as unknown as Record<string, unknown>)[key] === "string"))) {
     throw new Error("volume.json: bad parent");
+  }
+  const overrides = config.overrides;
+  if (overrides !== undefined && (typeof overrides !== "object" || overrides === null
+    || !Object.entries(overrides).every(([key, value]) => (VOLUME_OVERRIDE_KEYS as readonly string[]).includes(key) && typeof value === "number"))) {
+    throw new Error("volume.json: bad overrides");
   }
   for (const field of ["sizeBytes", "clusterSizeBytes", "scoSizeBytes"] as const) {
     if (!Number.isSafeInteger(config[field]) || config[field] <= 0) throw new Error(`volume.json: bad ${field}`);

@@ -164,6 +164,21 @@ export class LogicalUnit {
     this.config = config;
     this.limits = limits;
     this.reservations = new PersistentReservations(this.unitAttentions, config.reservationStatePath);
+    this.reportedCapacityBlocks = this.capacityBlocks;
+  }
+
+  private reportedCapacityBlocks: number;
+
+  /**
+   * Called before every command: when the device grew (or changed size) since the last look, every
+   * I_T nexus gets CAPACITY DATA HAS CHANGED (SPC-5 §5.14; SBC-4 §4.6), so initiators read the
+   * capacity again.
+   */
+  noticeCapacityChange(): void {
+    const blocks = this.capacityBlocks;
+    if (blocks === this.reportedCapacityBlocks) return;
+    this.reportedCapacityBlocks = blocks;
+    this.unitAttentions.establishForAll("UaCapacityDataHasChanged");
   }
 
   /** Capacity in logical blocks (the device size rounded down to whole blocks). */

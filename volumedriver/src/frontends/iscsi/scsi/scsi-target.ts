@@ -83,6 +83,7 @@ export class ScsiTargetImpl implements ScsiTarget, TargetView {
       if (unit === undefined) return this.withoutUnit(command);
       const nexusKey = nexusKeyOf(command.nexus);
       unit.unitAttentions.noteNexus(nexusKey);
+      unit.noticeCapacityChange();
       const attention = unit.unitAttentions.check(nexusKey, cdb[0]);
       if (attention !== undefined) return checkCondition(attention);
       descriptor = findCommand(cdb);
