@@ -2,7 +2,8 @@
 // snapshots, scrub and alba-maintenance with their next runs; running the snapshot job makes an
 // auto- snapshot of every vDisk (a second run in the same minute makes none and does not fail) and
 // never touches an operator's snapshot; the scrub job scrubs what a deleted snapshot left; Alba
-// maintenance runs through the proxy; schedule edits are validated, take effect, and are kept in
+// maintenance runs through the proxy; a vPool can schedule snapshots and scrubs its own way (its own
+// job, or none) and the cluster's jobs then leave it out; schedule edits are validated, take effect, and are kept in
 // the model (framework.db) with the run history across a restart; `ovs schedule ...` and `ovs status` show and do the same.
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
@@ -96,6 +97,28 @@ describe("cluster schedules: snapshots with retention, scrub, Alba maintenance",
     const maintenance = await api("POST", "/schedules/alba-maintenance/run");
     assert.equal(maintenance.body.outcome, "succeeded", JSON.stringify(maintenance.body));
 
+    // A vPool's own schedules: its own snapshot job, scrubs off for it; the cluster's jobs leave it out.
+    const own = await api("PATCH", "/vpools/vpool1", { schedules: { snapshots: { everyMinutes: 5 }, scrub: null } });
+    assert.equal(own.status, 200, JSON.stringify(own.body));
+    assert.deepEqual(own.body.schedules, { snapshots: { everyMinutes: 5 }, scrub: null });
+    const withOwn = (await api("GET", "/schedules")).body.schedules as Array<{ name: string; schedule: unknown }>;
+    assert.deepEqual(withOwn.find((job) => job.name === "snapshots@vpool1")?.schedule, { everyMinutes: 5 });
+    assert.equal(withOwn.some((job) => job.name === "scrub@vpool1"), false, "null: no scrub job for the vPool");
+    const clusterRun = await api("POST", "/schedules/snapshots/run");
+    assert.equal(clusterRun.body.summary.vdisks, 0, "the cluster's snapshot job leaves vpool1 to its own job");
+    const ownRun = await api("POST", "/schedules/snapshots@vpool1/run");
+    assert.equal(ownRun.body.outcome, "succeeded", JSON.stringify(ownRun.body));
+    assert.equal(ownRun.body.summary.vdisks, 1);
+    assert.equal((await api("POST", "/vdisks/demo/snapshots", { name: "mine2" })).status, 201);
+    assert.equal((await api("DELETE", "/vdisks/demo/snapshots/mine2")).status, 204);
+    assert.deepEqual((await api("POST", "/schedules/scrub/run")).body.summary.scrubbed, [], "scrubs are off for vpool1");
+    const badOwn = await api("PATCH", "/vpools/vpool1", { schedules: { snapshots: { everyMinutes: 0 } } });
+    assert.equal(badOwn.status, 400);
+    assert.match(badOwn.body.error.message, /everyMinutes/);
+    // Through /api/schedules: disabling a vPool's own job keeps it off for the vPool (null in the model).
+    assert.equal((await api("PUT", "/schedules/snapshots@vpool1", { enabled: false })).status, 200);
+    assert.deepEqual((await api("GET", "/vpools/vpool1")).body.schedules, { snapshots: null, scrub: null });
+
     // Edits: invalid ones refused, valid ones applied and stored.
     const invalid = await api("PUT", "/schedules/scrub", { schedule: { dailyAt: { hour: 25, minute: 0 } } });
     assert.equal(invalid.status, 400);
@@ -129,6 +152,9 @@ describe("cluster schedules: snapshots with retention, scrub, Alba maintenance",
       ["alba-maintenance", { hourlyAtMinute: 30 }, false],
     ]);
     assert.deepEqual((await api("GET", "/schedules/snapshots/runs")).body.runs, runsBefore, "the run history survives the restart");
+    assert.deepEqual((await api("GET", "/vpools/vpool1")).body.schedules, { snapshots: null, scrub: null }, "the vPool's schedules survive it");
+    assert.equal((await api("POST", "/schedules/snapshots/run")).body.summary.vdisks, 0, "and still leave vpool1 out of the cluster's job");
+    assert.equal((await api("PATCH", "/vpools/vpool1", { schedules: {} })).status, 200, "{} follows the cluster's schedules again");
 
     // The same through the CLI: ovs schedule ls/set/run/runs and ovs status.
     const ovs = async (...cliArgs: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> => runOvs([...cliArgs, "--api", apiUrl], 120_000);
@@ -144,7 +170,7 @@ describe("cluster schedules: snapshots with retention, scrub, Alba maintenance",
     assert.match(result.stderr, /--daily-at 7: give a UTC time as HH:MM/);
     result = await ovs("schedule", "run", "snapshots");
     assert.equal(result.code, 0, result.stderr);
-    assert.match(result.stdout, /^snapshots succeeded: \{"created":[01],"deleted":0\}$/m);
+    assert.match(result.stdout, /^snapshots succeeded: \{"created":[01],"deleted":0,"vdisks":1\}$/m);
     result = await ovs("schedule", "runs", "snapshots");
     assert.match(result.stdout, /succeeded/);
     result = await ovs("status");

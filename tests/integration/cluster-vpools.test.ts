@@ -2,7 +2,8 @@
 // the API and the model): the managed Alba backend is listed and protected, a preset is added to it
 // through its proxy, a local backend is added, vPools are created on both (each its own StorageDriver
 // and ports), vDisks go to the vPool asked for and names stay unique across vPools, a clone stays in
-// its parent's vPool, data written over one vPool's NBD reads back, a vPool with vDisks cannot be
+// its parent's vPool, data written over one vPool's NBD reads back, a vPool's sizes change while its
+// StorageDriver runs (and survive a restart; wrong ones are refused), a vPool with vDisks cannot be
 // removed, a vPool whose StorageDriver cannot start leaves nothing behind, everything comes back
 // after `ovs up` restarts (from the model), and removing vDisks, vPool and backend works.
 import assert from "node:assert/strict";
@@ -117,6 +118,27 @@ describe("cluster vPools and backends: ovs backend / ovs vpool over a running ov
     await ovsFails(/vPool pool2 holds vDisks \(d2, d2c\): delete them first.*\(CONFLICT, HTTP 409\)/, "vpool", "rm", "pool2");
     await ovsFails(/vPool vpool1 is the host's first vPool.*\(CONFLICT, HTTP 409\)/, "vpool", "rm", "vpool1");
     await ovsFails(/backend extra is used by the vPools pool2.*\(CONFLICT, HTTP 409\)/, "backend", "rm", "extra");
+    // Sizes change while the StorageDrivers run, are refused by them when wrong, and are kept.
+    const settingsOf = async (vpool: string): Promise<Record<string, number>> => {
+      const shown = JSON.parse(await ovs("vpool", "show", vpool, "--json")) as { storagedrivers: Array<{ managementUrl: string }> };
+      const response = await fetch(`${shown.storagedrivers[0].managementUrl}/settings`);
+      return (await response.json() as { settings: Record<string, number> }).settings;
+    };
+    assert.match(await ovs("vpool", "set", "pool2", "--read-cache", "64M", "--write-buffer", "48M"), /vPool pool2: sco size 4 MiB, write buffer 48 MiB, read cache 64 MiB/);
+    assert.deepEqual([(await settingsOf("pool2")).readCacheSizeBytes, (await settingsOf("pool2")).writeBufferSizeBytes], [64 * MIB, 48 * MIB], "the running StorageDriver took them");
+    const pool2Config = JSON.parse(await readFile(path.join(data, "storagedrivers", "pool2.json"), "utf8")) as { settings: Record<string, number> };
+    assert.equal(pool2Config.settings.readCacheSizeBytes, 64 * MIB, "its config file too (a supervisor restart keeps them)");
+    await ovsFails(/writeBufferSizeBytes \(at least 2 SCOs\) must be a whole number in \[8388608,.*\(INVALID_REQUEST, HTTP 400\)/, "vpool", "set", "pool2", "--write-buffer", "4M");
+    assert.match(await ovs("vpool", "show", "pool2"), /^write buffer\s+48 MiB$/m, "a refused change leaves the model as it was");
+    await ovs("vpool", "set", "vpool1", "--read-cache", "128M");
+    assert.match(await ovs("vpool", "set", "pool3", "--schedules", '{"snapshots": {"everyMinutes": 30}}'), /vPool pool3/);
+    assert.match(await ovs("vpool", "show", "pool3"), /^schedules\s+\{"snapshots":\{"everyMinutes":30\}\}$/m);
+    assert.match(await ovs("schedule", "ls"), /^snapshots@pool3\s+every 30 min\s+yes/m);
+    await ovsFails(/--schedules: not JSON/, "vpool", "set", "pool3", "--schedules", "{snapshots");
+    assert.equal((await settingsOf("vpool1")).readCacheSizeBytes, 128 * MIB);
+    const clusterConfig = JSON.parse(await readFile(path.join(data, "config.json"), "utf8")) as { vpools: Array<{ settings: Record<string, number> }> };
+    assert.equal(clusterConfig.vpools[0].settings.readCacheSizeBytes, 128 * MIB, "the first vPool's settings are in config.json");
+
     const tasks = await ovs("task", "ls");
     assert.match(tasks, /vpool-create\s+vpool pool2\s+succeeded/);
     assert.match(tasks, /vpool-create\s+vpool pool4\s+failed/);
@@ -133,13 +155,17 @@ describe("cluster vPools and backends: ovs backend / ovs vpool over a running ov
       assert.equal(sha256((await readFile(readBack)).subarray(0, written.length)), sha256(written), `${vdisk} after the restart`);
     }
     assert.match(await ovs("vpool", "show", "pool3"), /storagedriver \S+\s+running/);
+    assert.equal((await settingsOf("pool2")).readCacheSizeBytes, 64 * MIB, "changed settings survive a restart");
+    assert.equal((await settingsOf("vpool1")).readCacheSizeBytes, 128 * MIB);
     const status = await ovs("status");
     for (const vpool of ["vpool1", "pool2", "pool3"]) assert.match(status, new RegExp(`storagedriver\\s+${vpool}: ok`));
 
     // Taking it all down again.
     for (const vdisk of ["d2c", "d2", "d3"]) await ovs("vdisk", "rm", vdisk);
     assert.match(await ovs("vpool", "rm", "pool2"), /deleted vPool pool2/);
+    assert.match(await ovs("schedule", "ls"), /^snapshots@pool3\s+every 30 min/m, "a vPool's own job comes back after a restart");
     assert.match(await ovs("vpool", "rm", "pool3"), /deleted vPool pool3/);
+    assert.doesNotMatch(await ovs("schedule", "ls"), /@pool3/, "and goes with the vPool");
     assert.match(await ovs("backend", "rm", "extra"), /removed backend extra/);
     const remaining = JSON.parse(await ovs("vpool", "ls", "--json")) as Array<{ name: string }>;
     assert.deepEqual(remaining.map((vpool) => vpool.name), ["vpool1"]);

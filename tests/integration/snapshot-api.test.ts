@@ -311,6 +311,7 @@ describe("snapshots, clones, rollback, templates and scrubs over the APIs and th
     const unset = await ovsOk("vdisk", "config", "grow", "--unset", "uploadConcurrency");
     assert.match(unset, /^scoMaxAgeMs\s+2000\s+vDisk$/m);
     assert.match(unset, /^uploadConcurrency\s+\d+\s+vPool$/m);
+    assert.match(await ovsOk("vdisk", "show", "grow"), /^settings\s+scoMaxAgeMs=2000 \(`ovs vdisk config grow`\)$/m);
     const details = (await storagedriver("GET", "/vdisks/grow")).body as { overrides: Record<string, number> };
     assert.deepEqual(details.overrides, { scoMaxAgeMs: 2000 }, "the StorageDriver runs with what the CLI set");
     const bad = await ovs("vdisk", "config", "grow", "--set", "writeBufferSizeBytes=1");

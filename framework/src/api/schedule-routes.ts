@@ -12,7 +12,12 @@ interface UpdateBody { schedule?: unknown; enabled?: boolean }
 
 const jobParamsSchema = {
   type: "object", required: ["name"], additionalProperties: false,
-  properties: { name: { type: "string", pattern: "^[a-z][a-z0-9-]{0,62}$", description: "a job name, e.g. snapshots, scrub, alba-maintenance" } },
+  properties: {
+    name: {
+      type: "string", pattern: "^[a-z][a-z0-9-]{0,62}(@[a-z0-9][a-z0-9_-]{0,62})?$",
+      description: "a job name, e.g. snapshots, scrub, alba-maintenance, or a vPool's own run of one, e.g. snapshots@pool2",
+    },
+  },
 } as const;
 
 const updateBodySchema = {

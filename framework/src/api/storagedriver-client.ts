@@ -30,7 +30,7 @@ export class StorageDriverClient {
     this.requestTimeoutMs = options.requestTimeoutMs ?? STORAGEDRIVER_REQUEST_TIMEOUT_MS;
   }
 
-  async request(method: "GET" | "POST" | "PUT" | "DELETE", pathname: string, body?: unknown): Promise<StorageDriverResponse> {
+  async request(method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE", pathname: string, body?: unknown): Promise<StorageDriverResponse> {
     const url = `${this.baseUrl}${pathname}`;
     let response: Response;
     let text: string;
@@ -120,6 +120,11 @@ export class StorageDriverClient {
   /** Replaces the vDisk's overrides ({} follows the vPool for all). */
   setVdiskConfig(vdisk: string, overrides: VdiskConfigBody): Promise<StorageDriverResponse> {
     return this.request("PUT", `${vdiskPath(vdisk)}/config`, overrides);
+  }
+
+  /** Changes the running vPool's settings (PATCH /settings: 200 {vpool, settings}). */
+  updateSettings(settings: Record<string, number>): Promise<StorageDriverResponse> {
+    return this.request("PATCH", "/settings", settings);
   }
 
   /** Starts a scrub: 202 {task}, followed with getTask. */

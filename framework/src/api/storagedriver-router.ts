@@ -64,7 +64,7 @@ export class StorageDriverRouter extends StorageDriverClient {
     return response;
   }
 
-  override async request(method: "GET" | "POST" | "PUT" | "DELETE", pathname: string, body?: unknown): Promise<StorageDriverResponse> {
+  override async request(method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE", pathname: string, body?: unknown): Promise<StorageDriverResponse> {
     const [resource, encodedName] = pathname.split("/").slice(1);
     if (resource === "vdisks" && encodedName === undefined) {
       if (method === "GET") return this.merged("/vdisks", "vdisks");
@@ -121,7 +121,7 @@ export class StorageDriverRouter extends StorageDriverClient {
   }
 
   /** The first StorageDriver's answer that is not 404 (a task lives on one of them), else the primary's 404. */
-  private async firstFound(method: "GET" | "POST" | "PUT" | "DELETE", pathname: string): Promise<StorageDriverResponse> {
+  private async firstFound(method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE", pathname: string): Promise<StorageDriverResponse> {
     const responses = await Promise.all(this.list().map((client) => client.request(method, pathname)));
     return responses.find((response) => response.statusCode !== 404) ?? responses[0];
   }

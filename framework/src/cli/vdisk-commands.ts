@@ -21,6 +21,8 @@ export interface VdiskInfo {
   snapshotCount?: number;
   scrubPending?: boolean;
   stats?: Record<string, unknown>;
+  /** Settings the vDisk sets itself (ovs vdisk config). */
+  overrides?: Record<string, number>;
   /** Where the vDisk is served over iSCSI (details only). */
   iscsi?: { target: string; lun: number; url: string };
 }
@@ -103,6 +105,8 @@ export function registerVdiskCommands(program: Command, run: Run, print: Print):
         ["template", yesNo(info.template)], ["parent", parentText(info)], ["snapshots", String(info.snapshotCount ?? 0)],
         ["scrub pending", yesNo(info.scrubPending)],
       ];
+      const overrides = Object.entries(info.overrides ?? {});
+      if (overrides.length > 0) lines.push(["settings", `${overrides.map(([key, value]) => `${key}=${value}`).join(", ")} (\`ovs vdisk config ${info.name}\`)`]);
       if (info.error !== undefined) lines.push(["error", info.error]);
       if (info.uuid !== undefined) lines.push(["uuid", info.uuid]);
       if (info.namespace !== undefined) lines.push(["namespace", info.namespace]);

@@ -15,7 +15,7 @@ interface StorageDriverInfo {
 
 interface VPoolInfo {
   name: string; backend: string; scoSizeBytes: number; writeBufferSizeBytes: number; readCacheSizeBytes: number;
-  compression: string; encryption: { keyFile: string } | { keyEnv: string } | null; primary: boolean; createdAt: string;
+  compression: string; encryption: { keyFile: string } | { keyEnv: string } | null; primary: boolean; createdAt: string; schedules?: Record<string, unknown>;
   storagedrivers: StorageDriverInfo[];
 }
 
@@ -111,6 +111,7 @@ export function registerVpoolCommands(program: Command, run: Run, print: Print):
         ["name", info.name], ["backend", info.backend], ["first vPool", info.primary ? "yes" : "no"],
         ["sco size", formatSizeBytes(info.scoSizeBytes)], ["write buffer", formatSizeBytes(info.writeBufferSizeBytes)], ["read cache", formatSizeBytes(info.readCacheSizeBytes)],
         ["compression", info.compression], ["encryption", encryptionText(info)], ["created", info.createdAt],
+        ["schedules", Object.keys(info.schedules ?? {}).length === 0 ? "the cluster's" : JSON.stringify(info.schedules)],
       ];
       for (const driver of info.storagedrivers) {
         lines.push([`storagedriver ${driver.storageRouter}`, `${driver.status}${driver.reason === undefined ? "" : ` (${driver.reason})`}`]);
@@ -119,6 +120,39 @@ export function registerVpoolCommands(program: Command, run: Run, print: Print):
         lines.push(["  iscsi", driver.iscsiUrl ?? `port ${driver.iscsiPort}`]);
       }
       print(formatKeyValues(lines));
+    }));
+
+  vpool.command("set")
+    .description("change a vPool's sizes; its StorageDriver takes them at once (no restart); a new SCO size is for new vDisks")
+    .argument("<name>", "vPool name")
+    .option("--sco-size <size>", "storage container object size of new vDisks (4M-128M)")
+    .option("--write-buffer <size>", "local write buffer (at least 2 SCOs)")
+    .option("--read-cache <size>", "read cache (0 for none)")
+    .option("--schedules <json>", `the vPool's own schedules, whole: '{"snapshots": {"everyMinutes": 15}, "scrub": null}' (null: off for it; '{}': follow the cluster)`)
+    .option("--json", "print the vPool as JSON")
+    .action((name: string, options: { scoSize?: string; writeBuffer?: string; readCache?: string; schedules?: string; json?: boolean }, command: Command) => run(async () => {
+      const scoSizeBytes = sizeOption("sco-size", options.scoSize);
+      const writeBufferSizeBytes = sizeOption("write-buffer", options.writeBuffer);
+      const readCacheSizeBytes = sizeOption("read-cache", options.readCache);
+      let schedules: unknown;
+      if (options.schedules !== undefined) {
+        try {
+          schedules = JSON.parse(options.schedules);
+        } catch (error) {
+          throw new CliError(`--schedules: not JSON (${(error as Error).message}); write it like '{"snapshots": {"hourlyAtMinute": 15}}'`);
+        }
+      }
+      if (scoSizeBytes === undefined && writeBufferSizeBytes === undefined && readCacheSizeBytes === undefined && schedules === undefined) {
+        throw new CliError("give what to change: --sco-size, --write-buffer, --read-cache and/or --schedules");
+      }
+      const info = await apiClientOf(command).request("PATCH", vpoolPath(name), {
+        ...(scoSizeBytes === undefined ? {} : { scoSizeBytes }),
+        ...(writeBufferSizeBytes === undefined ? {} : { writeBufferSizeBytes }),
+        ...(readCacheSizeBytes === undefined ? {} : { readCacheSizeBytes }),
+        ...(schedules === undefined ? {} : { schedules }),
+      }) as VPoolInfo;
+      if (options.json === true) return print(JSON.stringify(info, null, 2));
+      print(`vPool ${name}: sco size ${formatSizeBytes(info.scoSizeBytes)}, write buffer ${formatSizeBytes(info.writeBufferSizeBytes)}, read cache ${formatSizeBytes(info.readCacheSizeBytes)}`);
     }));
 
   vpool.command("rm")

@@ -27,7 +27,8 @@ import { StorageDriverRouter } from "../api/storagedriver-router.ts";
 import { AuthStore } from "../auth/auth-store.ts";
 import { TokenIssuer } from "../auth/tokens.ts";
 import { FrameworkModel } from "../model/framework-model.ts";
-import { clusterJobs } from "../scheduler/cluster-jobs.ts";
+import { clusterJobs, parseVpoolJobName, vpoolJob, vpoolJobName } from "../scheduler/cluster-jobs.ts";
+import { VPOOL_SCHEDULED_JOBS, type VPoolSchedules } from "../model/vpool-repository.ts";
 import { Scheduler } from "../scheduler/scheduler.ts";
 import { ManagedAlba } from "./alba-service.ts";
 import { applyOverrides, loadOrCreateClusterConfig, saveClusterConfig, type ClusterConfig, type ClusterConfigOverrides, type ListenAddress } from "./cluster-config.ts";
@@ -169,7 +170,13 @@ async function runWithModel(dataDirectory: string, initialConfig: ClusterConfig,
     }
   };
   const frameworkTasks = new FrameworkTasks(model.tasks);
-  const vpools = new VPoolControl({ model, runtimes, router, tasks: frameworkTasks, config, storageRouter, stopRequested: stop.requested, logger: logger.child({ component: "vpools" }) });
+  // config.json as last saved (the first start's steps mark it done).
+  let storedConfig = config;
+  const vpools = new VPoolControl({
+    model, runtimes, router, tasks: frameworkTasks, config, storageRouter, stopRequested: stop.requested, logger: logger.child({ component: "vpools" }),
+    saveConfig: () => saveClusterConfig(dataDirectory, storedConfig),
+    onSchedulesChanged: (name, schedules) => syncVpoolJobs(name, schedules),
+  });
   try {
     recordInventory({
       model, config, dataDirectory, storageRouter,
@@ -200,10 +207,29 @@ async function runWithModel(dataDirectory: string, initialConfig: ClusterConfig,
     history: model.scheduleRuns,
     onRunFinished: (record) => (record.outcome === "failed" ? logger.error({ run: record }, "scheduled job failed") : logger.info({ run: record }, "scheduled job finished")),
   });
-  for (const job of clusterJobs({ storagedriver: router, ...(alba === undefined ? {} : { albaProxyUrl: alba.proxyUrl }), stored: storedSchedules(model, config) })) {
+  const vpoolSchedules = (name: string): VPoolSchedules => {
+    try {
+      return model.vpools.get(name).schedules;
+    } catch {
+      return {};
+    }
+  };
+  for (const job of clusterJobs({ storagedriver: router, ...(alba === undefined ? {} : { albaProxyUrl: alba.proxyUrl }), stored: storedSchedules(model, config), vpoolSchedules })) {
     scheduler.add(job);
   }
-  let storedConfig = config;
+  // A vPool's own jobs (snapshots@VPOOL, scrub@VPOOL) as its schedules in the model say.
+  const syncVpoolJobs = (name: string, schedules: VPoolSchedules): void => {
+    for (const job of VPOOL_SCHEDULED_JOBS) {
+      const jobName = vpoolJobName(job, name);
+      const spec = schedules[job];
+      const exists = scheduler.list().some((known) => known.name === jobName);
+      if (spec === undefined || spec === null) scheduler.remove(jobName);
+      // Updated in place, so a run in progress is still known and the next cannot overlap it.
+      else if (exists) scheduler.update(jobName, { schedule: spec, enabled: true });
+      else scheduler.add(vpoolJob(job, name, spec, router));
+    }
+  };
+  for (const recorded of model.vpools.list()) syncVpoolJobs(recorded.name, recorded.schedules);
   // Users, API clients and tokens. The first start makes the admin user and leaves its password in a
   // file only the owner can read.
   const authStore = AuthStore.over(model);
@@ -218,6 +244,13 @@ async function runWithModel(dataDirectory: string, initialConfig: ClusterConfig,
     storagedriver: router, logger: logger.child({ component: "api" }), metrics, backendType: vpool.backend.type, ...(alba === undefined ? {} : { alba }),
     scheduler,
     onScheduleChange: async (job) => {
+      const own = parseVpoolJobName(job.name);
+      if (own !== undefined) {
+        // A vPool's own job is kept with the vPool; disabled means off for it (null).
+        const schedules = { ...vpoolSchedules(own.vpool), [own.job]: job.enabled ? job.schedule : null };
+        model.vpools.update(own.vpool, { schedules });
+        return;
+      }
       model.transaction(() => {
         if (model.schedules.list().some((known) => known.job === job.name)) model.schedules.update(job.name, { spec: job.schedule, enabled: job.enabled });
         else model.schedules.create({ job: job.name, spec: job.schedule, enabled: job.enabled });

@@ -12,7 +12,7 @@ import { fromModel } from "../api/model-http.ts";
 import type { StorageDriverRouter } from "../api/storagedriver-router.ts";
 import type { FrameworkModel } from "../model/framework-model.ts";
 import { isModelError } from "../model/model-error.ts";
-import type { VPool, VPoolInput } from "../model/vpool-repository.ts";
+import type { VPool, VPoolInput, VPoolSchedules } from "../model/vpool-repository.ts";
 import { LOOPBACK_HOST, type ClusterConfig } from "./cluster-config.ts";
 import { launchOf, reconcileVdisks } from "./inventory.ts";
 import { urlOf, type VPoolRuntimes } from "./vpool-runtimes.ts";
@@ -43,7 +43,14 @@ export interface VPoolControlOptions {
   /** Resolves when `ovs up` is asked to stop: starts under way give up. */
   stopRequested: Promise<void>;
   logger: Logger;
+  /** Saves config.json (after a change of the first vPool's settings, which it holds). */
+  saveConfig: () => Promise<void>;
+  /** The vPool's own schedules changed (also to {} when it is deleted): its jobs follow. */
+  onSchedulesChanged?: (vpool: string, schedules: VPoolSchedules) => void;
 }
+
+/** PATCH /api/vpools/:name: the settings a vPool can change while it runs. */
+export type UpdateVPoolRequest = Partial<Pick<VPool, "scoSizeBytes" | "writeBufferSizeBytes" | "readCacheSizeBytes" | "schedules">>;
 
 export class VPoolControl {
   /** Status of the vPools other than running ones (starting, stopping, failed with why). */
@@ -89,6 +96,7 @@ export class VPoolControl {
       try {
         const ready = await this.startStorageDriver(input.name);
         this.statuses.delete(input.name);
+        this.options.onSchedulesChanged?.(input.name, this.get(input.name).schedules);
         return { vpool: input.name, managementUrl: ready.url, ...(ready.nbdUrl === undefined ? {} : { nbdUrl: ready.nbdUrl }), ...(ready.iscsiUrl === undefined ? {} : { iscsiUrl: ready.iscsiUrl }) };
       } catch (error) {
         // Nothing half-made stays behind: the vPool can be created again once the cause is fixed.
@@ -98,6 +106,55 @@ export class VPoolControl {
       }
     });
     return { vpool: this.get(input.name), task };
+  }
+
+  /**
+   * Changes settings of a vPool: checked by the model, then taken by the running StorageDriver at once
+   * (no restart: its write buffer and read cache resize; a new SCO size is for new vDisks), then
+   * recorded in its config file (a supervisor restart keeps them) and, for the first vPool, in
+   * config.json. A refusal by the StorageDriver leaves the model as it was. New schedules (replacing
+   * the vPool's whole) are stored in the model and its jobs follow (onSchedulesChanged).
+   */
+  async update(name: string, changes: UpdateVPoolRequest): Promise<VPoolView> {
+    const { model, runtimes, config } = this.options;
+    const before = this.get(name);
+    const status = this.statuses.get(name)?.status;
+    if (status === "starting" || status === "stopping") {
+      throw new HttpError(409, "CONFLICT", `vPool ${name} is ${status}: wait until its task has finished`);
+    }
+    const settings: Record<string, number> = {};
+    for (const key of ["scoSizeBytes", "writeBufferSizeBytes", "readCacheSizeBytes"] as const) {
+      if (changes[key] !== undefined) settings[key] = changes[key];
+    }
+    fromModel(() => model.vpools.update(name, { ...settings, ...(changes.schedules === undefined ? {} : { schedules: changes.schedules }) }));
+    const running = runtimes.get(name);
+    if (running !== undefined && Object.keys(settings).length > 0) {
+      const revert = (): void => {
+        fromModel(() => model.vpools.update(name, {
+          scoSizeBytes: before.scoSizeBytes, writeBufferSizeBytes: before.writeBufferSizeBytes, readCacheSizeBytes: before.readCacheSizeBytes, schedules: before.schedules,
+        }));
+      };
+      let answer;
+      try {
+        answer = await running.client.updateSettings(settings);
+      } catch (error) {
+        revert();
+        throw error;
+      }
+      if (answer.statusCode !== 200) {
+        revert();
+        const error = (answer.body as { error?: { code?: string; message?: string } } | undefined)?.error;
+        throw new HttpError(answer.statusCode, error?.code ?? "STORAGEDRIVER_FAILED", error?.message ?? `the StorageDriver of vPool ${name} refused the settings (HTTP ${answer.statusCode})`);
+      }
+      await runtimes.updateSettings(name, settings);
+    }
+    if (changes.schedules !== undefined) this.options.onSchedulesChanged?.(name, model.vpools.get(name).schedules);
+    if (name === this.primaryName && Object.keys(settings).length > 0) {
+      Object.assign(config.vpools[0].settings, settings);
+      await this.options.saveConfig();
+    }
+    this.options.logger.info({ vpool: name, settings, applied: running !== undefined }, "vPool settings changed");
+    return this.get(name);
   }
 
   /** Checks the vPool can go (exists, not the first, no vDisks), then stops and forgets it as a task (202). */
@@ -125,6 +182,7 @@ export class VPoolControl {
     const task = this.options.tasks.start("vpool-delete", name, async (report) => {
       try {
         report("stopping the StorageDriver", 0.2);
+        this.options.onSchedulesChanged?.(name, {});
         this.options.router.remove(name);
         await this.options.runtimes.stop(name);
         report("removing the vPool's records and local files", 0.8);

@@ -130,6 +130,17 @@ export class VPoolRuntimes {
     return new Map(names.map((name, index) => [name, exits[index]]));
   }
 
+  /**
+   * Records settings the running StorageDriver took through its API in its config file too, so that
+   * a restart by the supervisor keeps them.
+   */
+  async updateSettings(name: string, settings: Record<string, number>): Promise<void> {
+    const running = this.running.get(name);
+    if (running === undefined) return;
+    Object.assign(running.launch.settings, settings);
+    await writeStorageDriverConfig(running.launch, running.files);
+  }
+
   /** Removes a stopped vPool's local files (its data is in the backend, or gone with its vDisks). */
   async removeFiles(name: string): Promise<void> {
     if (this.running.has(name)) throw new Error(`vPool ${name} still runs: stop it first`);

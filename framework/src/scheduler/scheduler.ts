@@ -208,6 +208,13 @@ export class Scheduler {
     this.arm();
   }
 
+  /** Removes a job (a run in progress finishes and is recorded); false when there was none. */
+  remove(name: string): boolean {
+    const removed = this.jobs.delete(name);
+    if (removed) this.arm();
+    return removed;
+  }
+
   /**
    * Changes a job's schedule or enables/disables it; takes effect at once and leaves a run in
    * progress alone. A new schedule, or enabling a disabled job, counts from now: a job disabled past

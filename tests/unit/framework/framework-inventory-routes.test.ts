@@ -13,7 +13,7 @@ import { FrameworkTasks } from "../../../framework/src/api/framework-tasks.ts";
 import { StorageDriverRouter } from "../../../framework/src/api/storagedriver-router.ts";
 import { AuthStore } from "../../../framework/src/auth/auth-store.ts";
 import { TokenIssuer } from "../../../framework/src/auth/tokens.ts";
-import { defaultClusterConfig } from "../../../framework/src/cluster/cluster-config.ts";
+import { defaultClusterConfig, type ClusterConfig } from "../../../framework/src/cluster/cluster-config.ts";
 import { recordInventory } from "../../../framework/src/cluster/inventory.ts";
 import { VPoolControl } from "../../../framework/src/cluster/vpool-control.ts";
 import { VPoolRuntimes } from "../../../framework/src/cluster/vpool-runtimes.ts";
@@ -28,11 +28,13 @@ describe("framework: /api/backends and /api/vpools", function () {
   let model: FrameworkModel;
   let work: string;
   const tokens: Record<string, string> = {};
+  let config: ClusterConfig;
+  let configSaves = 0;
 
   before(async function () {
     work = await tempDirs.make();
     model = FrameworkModel.open(path.join(work, "framework.db"));
-    const config = defaultClusterConfig("2026-11-22T12:00:00.000Z");
+    config = defaultClusterConfig("2026-11-22T12:00:00.000Z");
     config.vpools[0].backend = { type: "local", path: "backend" };
     recordInventory({ model, config, dataDirectory: work, storageRouter: "node-1", ports: { management: 8510, nbd: 10809, iscsi: 3260 } });
     // A managed Alba backend as ovs up records it, with a proxy that is not there.
@@ -42,7 +44,7 @@ describe("framework: /api/backends and /api/vpools", function () {
     const frameworkTasks = new FrameworkTasks(model.tasks);
     const vpools = new VPoolControl({
       model, runtimes: new VPoolRuntimes({ dataDirectory: work, output: { out: () => {}, err: () => {} }, logger }), router, tasks: frameworkTasks,
-      config, storageRouter: "node-1", stopRequested: new Promise(() => {}), logger,
+      config, storageRouter: "node-1", stopRequested: new Promise(() => {}), logger, saveConfig: async () => { configSaves++; },
     });
     const store = AuthStore.over(model);
     await store.addUser("admin", "admin-password-1", "manage");
@@ -137,5 +139,28 @@ describe("framework: /api/backends and /api/vpools", function () {
     await expectError(404, "NOT_FOUND", /no vPool named nope/, "DELETE", "/api/vpools/nope");
     await expectError(409, "CONFLICT", /vPool vpool1 is the host's first vPool/, "DELETE", "/api/vpools/vpool1");
     assert.equal(model.vpools.list().length, 1, "nothing was created by the refused requests");
+  });
+
+  it("vPools: PATCH changes sizes in the model and, for the first vPool, config.json; 400, 401, 403, 404", async function () {
+    const changed = await call("PATCH", "/api/vpools/vpool1", { readCacheSizeBytes: 128 * 1024 * 1024, scoSizeBytes: 8 * 1024 * 1024 });
+    assert.equal(changed.status, 200, JSON.stringify(changed.json));
+    assert.equal(changed.json.readCacheSizeBytes, 128 * 1024 * 1024);
+    assert.equal(model.vpools.get("vpool1").scoSizeBytes, 8 * 1024 * 1024);
+    assert.equal(config.vpools[0].settings.readCacheSizeBytes, 128 * 1024 * 1024, "the first vPool's settings live in config.json");
+    assert.equal(configSaves, 1);
+    await expectError(400, "INVALID_REQUEST", /unknown field "compression".*never change.*create another vPool/, "PATCH", "/api/vpools/vpool1", { compression: "lz4" });
+    await expectError(400, "INVALID_REQUEST", /scoSizeBytes must be a multiple of 4096/, "PATCH", "/api/vpools/vpool1", { scoSizeBytes: 4 * 1024 * 1024 + 1 });
+    await expectError(400, "INVALID_REQUEST", /everyMinutes/, "PATCH", "/api/vpools/vpool1", { schedules: { snapshots: { everyMinutes: 0 } } });
+    await expectError(400, "INVALID_REQUEST", /unknown field "backup"/, "PATCH", "/api/vpools/vpool1", { schedules: { backup: null } });
+    const scheduled = await call("PATCH", "/api/vpools/vpool1", { schedules: { scrub: null, snapshots: { hourlyAtMinute: 15 } } });
+    assert.equal(scheduled.status, 200, JSON.stringify(scheduled.json));
+    assert.deepEqual(model.vpools.get("vpool1").schedules, { snapshots: { hourlyAtMinute: 15 }, scrub: null });
+    assert.equal(configSaves, 1, "schedules live in the model, not config.json");
+    await expectError(400, "INVALID_REQUEST", /must NOT have fewer than 1 properties|settings to change/, "PATCH", "/api/vpools/vpool1", {});
+    await expectError(401, "UNAUTHORIZED", /token/, "PATCH", "/api/vpools/vpool1", { readCacheSizeBytes: 0 }, null);
+    await expectError(403, "FORBIDDEN", /PATCH \/api\/vpools\/vpool1 needs the manage role/, "PATCH", "/api/vpools/vpool1", { readCacheSizeBytes: 0 }, "writer");
+    await expectError(404, "NOT_FOUND", /no vPool named nope/, "PATCH", "/api/vpools/nope", { readCacheSizeBytes: 0 });
+    assert.equal(model.vpools.get("vpool1").readCacheSizeBytes, 128 * 1024 * 1024, "refused requests changed nothing");
+    assert.equal(configSaves, 1);
   });
 });

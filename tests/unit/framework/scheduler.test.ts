@@ -163,6 +163,25 @@ describe("framework: scheduler", function () {
     await scheduler.stop();
   });
 
+  it("a removed job runs no more and is not listed; its name can be added again", async function () {
+    const clock = new FakeClock(start);
+    const scheduler = new Scheduler({ clock });
+    let runs = 0;
+    scheduler.add({ name: "snapshots@pool2", schedule: { everyMinutes: 5 }, run: async () => ++runs });
+    scheduler.start();
+    await clock.advance(5 * MINUTE_MS);
+    assert.equal(runs, 1);
+    assert.equal(scheduler.remove("snapshots@pool2"), true);
+    assert.equal(scheduler.remove("snapshots@pool2"), false);
+    await clock.advance(HOUR_MS);
+    assert.equal(runs, 1, "no run after the removal");
+    assert.deepEqual(scheduler.list(), []);
+    scheduler.add({ name: "snapshots@pool2", schedule: { everyMinutes: 5 }, run: async () => ++runs });
+    await clock.advance(5 * MINUTE_MS);
+    assert.equal(runs, 2);
+    await scheduler.stop();
+  });
+
   it("takes a new schedule and disabling at once; enabling again counts from then", async function () {
     const clock = new FakeClock(start);
     const scheduler = new Scheduler({ clock, history: new MemoryRunHistory(2) });

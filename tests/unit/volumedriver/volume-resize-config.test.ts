@@ -3,15 +3,20 @@
 // taken at; shrinking and growing a template are refused with errors that say why. Per-vDisk setting
 // overrides are checked, stored in volume.json (so they follow the vDisk), applied at once (a short
 // SCO age on one vDisk gets its data to the backend while its neighbour keeps it local), and cleared.
+// vPool settings change while it runs: a write stalled on a full write buffer goes through once the
+// buffer grows; a shrunk read cache keeps its most recently used clusters; settings read only at open
+// are refused with a message saying so.
 import assert from "node:assert/strict";
+import { FailingObjectStore } from "../../../volumedriver/src/backend/failing-store.ts";
 import { MemoryObjectStore } from "../../../volumedriver/src/backend/memory-store.ts";
+import { ReadCache } from "../../../volumedriver/src/engine/read-cache.ts";
 import { decodeVolumeConfig, VOLUME_CONFIG_KEY } from "../../../volumedriver/src/engine/formats/volume-config.ts";
 import { openVPool } from "../../../volumedriver/src/engine/vpool.ts";
 import { MIB, type VPool, type VPoolConfig } from "../../../volumedriver/src/engine/vpool-types.ts";
 import { readWholeDevice } from "../../helpers/device-hash.ts";
 import { SeededRandom, seedFromEnvironment } from "../../helpers/seeded-random.ts";
 import { TempDirs } from "../../helpers/temp-dir.ts";
-import { expectVolumeError, waitFor } from "../../helpers/volume-assertions.ts";
+import { expectVolumeError, sleep, waitFor } from "../../helpers/volume-assertions.ts";
 
 const SIZE_BYTES = 8 * MIB;
 
@@ -143,5 +148,50 @@ describe("vDisk resize (grow) and per-vDisk settings", function () {
     assert.deepEqual((await newHost.setVolumeOverrides("quick", {})).overrides, {});
     assert.equal((await backendConfig(newHost, "quick")).overrides, undefined, "cleared: volume.json has no overrides field");
     assert.equal(newHost.volumeSettings("quick").scoMaxAgeMs, 600_000);
+  });
+
+  it("vPool settings change while it runs: a bigger write buffer lets a stalled write through; checked like at start", async function () {
+    const failing = new FailingObjectStore(backend, { seed: random.seed });
+    const vpool = await openVPool({ name: "live", directory: await tempDirs.make(), backend: failing, scoSizeBytes: 4 * MIB, writeBufferSizeBytes: 8 * MIB, scoMaxAgeMs: 20 });
+    pools.add(vpool);
+    const volume = await vpool.createVolume("disk", 64 * MIB);
+    failing.startOutage();
+    const data = random.bytes(16 * MIB);
+    let done = false;
+    const writing = (async () => {
+      for (let offset = 0; offset < data.length; offset += MIB) await volume.write(offset, data.subarray(offset, offset + MIB));
+      done = true;
+    })();
+    assert.ok(await waitFor(() => volume.stats().stalledWritesNow > 0, 10_000), "the 8 MiB buffer fills while the backend is down");
+    await sleep(200);
+    assert.equal(done, false);
+    const settings = vpool.updateSettings({ writeBufferSizeBytes: 64 * MIB, readCacheSizeBytes: 32 * MIB });
+    assert.equal(settings.writeBufferSizeBytes, 64 * MIB);
+    assert.equal(settings.writeBufferTriggerGapBytes, 8 * MIB, "the gap keeps its default proportion");
+    await writing;
+    assert.ok((await volume.read(0, data.length)).equals(data));
+    failing.endOutage();
+    await volume.flush();
+
+    assert.match((await expectVolumeError(Promise.resolve().then(() => vpool.updateSettings({ writeBufferSizeBytes: 4 * MIB })), "Invalid")).message,
+      /writeBufferSizeBytes = 4194304 must be an integer in \[8388608,/);
+    assert.match((await expectVolumeError(Promise.resolve().then(() => vpool.updateSettings({ metadataCacheSizeBytes: 8 * MIB })), "Invalid")).message,
+      /read when a vDisk opens: set it in the StorageDriver's config and restart it/);
+    assert.equal(vpool.settings.writeBufferSizeBytes, 64 * MIB, "a refused change changes nothing");
+    vpool.updateSettings({ scoSizeBytes: 8 * MIB });
+    assert.equal((await vpool.createVolume("later", 64 * MIB)).info().scoSizeBytes, 8 * MIB, "a new SCO size applies to new vDisks");
+    assert.equal(volume.info().scoSizeBytes, 4 * MIB);
+  });
+
+  it("a read cache resized smaller keeps its most recently used clusters", function () {
+    const cache = new ReadCache(8 * 4096);
+    for (let index = 0; index < 8; index++) cache.set(`k${index}`, Buffer.alloc(4096, index));
+    cache.get("k0"); // k0 becomes the most recent
+    cache.resize(3 * 4096);
+    assert.equal(cache.sizeBytes, 3 * 4096);
+    assert.deepEqual(["k0", "k7", "k6", "k5", "k1"].map((key) => cache.has(key)), [true, true, true, false, false]);
+    assert.deepEqual(cache.get("k0"), Buffer.alloc(4096, 0));
+    cache.resize(0);
+    assert.equal(cache.has("k0"), false);
   });
 });

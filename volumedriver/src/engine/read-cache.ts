@@ -5,12 +5,25 @@ import { LRUCache } from "lru-cache";
 import { CLUSTER_SIZE_BYTES } from "./vpool-types.ts";
 
 export class ReadCache {
-  private readonly cache: LRUCache<string, Buffer> | undefined;
+  private cache: LRUCache<string, Buffer> | undefined;
 
   constructor(sizeBytes: number) {
-    this.cache = sizeBytes >= CLUSTER_SIZE_BYTES
+    this.cache = ReadCache.make(sizeBytes);
+  }
+
+  private static make(sizeBytes: number): LRUCache<string, Buffer> | undefined {
+    return sizeBytes >= CLUSTER_SIZE_BYTES
       ? new LRUCache<string, Buffer>({ maxSize: sizeBytes, sizeCalculation: () => CLUSTER_SIZE_BYTES })
       : undefined;
+  }
+
+  /** A new bound: the most recently used clusters that fit are kept. */
+  resize(sizeBytes: number): void {
+    const previous = this.cache;
+    this.cache = ReadCache.make(sizeBytes);
+    if (previous === undefined || this.cache === undefined) return;
+    // Least recently used first, so the most recently used end up most recent (and survive a shrink).
+    for (const [key, cluster] of previous.rentries() as Iterable<[string, Buffer]>) this.cache.set(key, cluster);
   }
 
   static key(volumeUuid: string, scoNumber: number, scoOffset: number): string {

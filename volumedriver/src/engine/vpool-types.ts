@@ -193,6 +193,13 @@ export interface VPool {
    * volume.json on the backend, so they follow the vDisk to another host; they apply at once.
    */
   setVolumeOverrides(volume: string, overrides: VolumeOverrides): Promise<VolumeInfo>;
+  /**
+   * Changes vPool settings while it runs (LIVE_VPOOL_SETTINGS in vpool.ts; others: Invalid): the write
+   * buffer and read cache take their new sizes (a smaller read cache keeps its most recently used
+   * clusters), every vDisk its new settings; a new SCO size applies to vDisks created from now on.
+   * Not persisted: whoever starts the vPool passes the settings again. Returns the settings now.
+   */
+  updateSettings(changes: Partial<VPoolSettings>): VPoolSettings;
   /** The vDisk's effective settings: its vPool's with its overrides. */
   volumeSettings(volume: string): VPoolSettings;
   /** Marks a vDisk as a template: snapshots what it holds, then refuses writes (ReadOnly). */

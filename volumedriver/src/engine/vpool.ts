@@ -46,6 +46,12 @@ export const DEFAULT_VPOOL_SETTINGS: VPoolSettings = {
   scrubGracePeriodMs: 60_000,
 };
 
+/** The vPool settings a running vPool can change (updateSettings); metadataCacheSizeBytes needs a restart. */
+export const LIVE_VPOOL_SETTINGS = [
+  "scoSizeBytes", "scoMaxAgeMs", "tlogScoCountMax", "writeBufferSizeBytes", "writeBufferTriggerGapBytes", "readCacheSizeBytes",
+  "uploadConcurrency", "prefetchClusters", "scrubLiveFractionKeep", "scrubGracePeriodMs",
+] as const satisfies ReadonlyArray<keyof VPoolSettings>;
+
 /** Checks one setting against the others; throws Invalid saying what is wrong. `what` names the owner. */
 function checkSetting(settings: VPoolSettings, key: keyof VPoolSettings, what: string): void {
   const value = settings[key];
@@ -367,6 +373,28 @@ class VPoolHost implements VPool {
     } finally {
       this.busyNames.delete(volumeName);
     }
+  }
+
+  updateSettings(changes: Partial<VPoolSettings>): VPoolSettings {
+    this.checkOpen();
+    const next: VPoolSettings = { ...this.settings };
+    for (const [key, value] of Object.entries(changes)) {
+      if (!(key in DEFAULT_VPOOL_SETTINGS)) throw new VolumeError("Invalid", `vPool ${this.name} has no setting ${key}; these can change: ${LIVE_VPOOL_SETTINGS.join(", ")}`);
+      if (!(LIVE_VPOOL_SETTINGS as readonly string[]).includes(key)) {
+        throw new VolumeError("Invalid", `vPool setting ${key} is read when a vDisk opens: set it in the StorageDriver's config and restart it`);
+      }
+      if (value !== undefined) next[key as keyof VPoolSettings] = value;
+    }
+    // A new buffer size with no gap of its own keeps the default proportion.
+    if (changes.writeBufferSizeBytes !== undefined && changes.writeBufferTriggerGapBytes === undefined) next.writeBufferTriggerGapBytes = Math.floor(next.writeBufferSizeBytes / 8);
+    for (const key of Object.keys(DEFAULT_VPOOL_SETTINGS) as Array<keyof VPoolSettings>) checkSetting(next, key, "vPool");
+    if (next.scoSizeBytes % CLUSTER_SIZE_BYTES !== 0) throw new VolumeError("Invalid", "scoSizeBytes must be a multiple of 4096");
+    Object.assign(this.settings, next);
+    this.writeBuffer.resize(next.writeBufferSizeBytes, next.writeBufferTriggerGapBytes);
+    this.readCache.resize(next.readCacheSizeBytes);
+    for (const volume of this.volumes.values()) volume.applyConfig(volume.config, volumeSettings(this.settings, volume.config.overrides, volume.name));
+    this.logger.info({ settings: changes }, "vPool settings changed");
+    return { ...this.settings };
   }
 
   /** The vDisk's effective settings (its vPool's with its overrides). */

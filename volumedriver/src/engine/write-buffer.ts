@@ -26,8 +26,8 @@ export interface WriteBufferMember {
 export type Admission = "admitted" | "throttled" | "stalled";
 
 export class WriteBuffer {
-  readonly sizeBytes: number;
-  readonly triggerGapBytes: number;
+  sizeBytes: number;
+  triggerGapBytes: number;
   private readonly directory: string;
   private readonly logger: Logger;
   private readonly members = new Set<WriteBufferMember>();
@@ -104,6 +104,13 @@ export class WriteBuffer {
       await new Promise<void>((resume) => this.stalled.push({ bytes, resume }));
     }
     return "stalled";
+  }
+
+  /** A new size: stalled writers re-check (a bigger buffer admits them), eviction follows a smaller one. */
+  resize(sizeBytes: number, triggerGapBytes: number): void {
+    this.sizeBytes = sizeBytes;
+    this.triggerGapBytes = triggerGapBytes;
+    this.progress();
   }
 
   /** Uploads completed or members left: wake stalled writers and evict if needed. */

@@ -10,6 +10,7 @@ import type { VPool } from "../engine/vpool-types.ts";
 import { createApiServer } from "./api-server.ts";
 import type { BackendOperationSummary } from "./backend-opener.ts";
 import { HttpError, httpErrorResponse, installErrorHandlers } from "./http-errors.ts";
+import { settingsRoutes } from "./settings-routes.ts";
 import { snapshotRoutes } from "./snapshot-routes.ts";
 import { taskRoutes } from "./task-routes.ts";
 import { TaskRegistry } from "./task-registry.ts";
@@ -58,8 +59,8 @@ export const MANAGEMENT_ROUTE_LIST: readonly string[] = [
   "POST /vdisks/:name/resize", "GET /vdisks/:name/config", "PUT /vdisks/:name/config",
   "GET /tasks", "GET /tasks/:id", "GET /health",
 ];
-/** The routes of this API alone: the vDisk routes and the Prometheus endpoint (not proxied by the framework). */
-export const MANAGEMENT_ROUTES = [...MANAGEMENT_ROUTE_LIST, "GET /metrics"].join(", ");
+/** The routes of this API: the vDisk routes, and those the framework does not proxy (settings, Prometheus). */
+export const MANAGEMENT_ROUTES = [...MANAGEMENT_ROUTE_LIST, "GET /settings", "PATCH /settings", "GET /metrics"].join(", ");
 
 /** The registry of background tasks a StorageDriver keeps, with errors told as the API tells them. */
 export function createTaskRegistry(nowMs?: () => number): TaskRegistry {
@@ -80,6 +81,7 @@ export function buildManagementApi(options: ManagementApiOptions): FastifyInstan
   void app.register(vdiskRoutes(options.vpool, options.backendStats, options.iscsiLunOf));
   void app.register(snapshotRoutes(options.vpool, tasks));
   void app.register(taskRoutes(tasks));
+  void app.register(settingsRoutes(options.vpool));
   void app.register(healthRoutes(options));
   const metrics = options.metrics;
   if (metrics !== undefined) {
