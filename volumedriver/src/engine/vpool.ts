@@ -14,6 +14,7 @@ import {
   decodeVolumeConfig, encodeVolumeConfig, VOLUME_CONFIG_FORMAT, VOLUME_CONFIG_KEY, VOLUME_CONFIG_VERSION, VOLUME_OVERRIDE_KEYS,
   type VolumeConfig, type VolumeOverrideKey, type VolumeOverrides,
 } from "./formats/volume-config.ts";
+import { crashPoint } from "./crash-points.ts";
 import { CLONE_DEPTH_MAX } from "./history.ts";
 import { ReadCache } from "./read-cache.ts";
 import { SnapshotView } from "./snapshot-view.ts";
@@ -335,7 +336,9 @@ class VPoolHost implements VPool {
     const settings = volumeSettings(this.settings, next.overrides, next.name);
     const encoded = encodeVolumeConfig(next);
     await this.store.put(next.namespace, VOLUME_CONFIG_KEY, encoded);
+    crashPoint("config-stored-backend");
     await writeLocalConfig(this.volumeDirectory(next.name), encoded);
+    crashPoint("config-stored-local");
     volume.applyConfig(next, settings);
   }
 
