@@ -1,7 +1,10 @@
 // Pieces several framework tests share: a StorageDriver client that reaches nothing (port 1 on
 // loopback, so a request that passes the framework's own checks fails with 503), and the cleanup of
-// an `ovs up` a test started (SIGINT and wait, else SIGKILL; then its StorageDriver by PID file).
+// an `ovs up` a test started (SIGINT and wait, else SIGKILL; then its StorageDriver by PID file),
+// and fastify inject calls with a role's token for the framework route tests.
+import assert from "node:assert/strict";
 import { readdirSync } from "node:fs";
+import type { FastifyInstance } from "fastify";
 import path from "node:path";
 import { StorageDriverClient } from "../../framework/src/api/storagedriver-client.ts";
 import { readPidFile } from "../../framework/src/cluster/pid-file.ts";
@@ -30,4 +33,25 @@ export async function stopOvsUp(cluster: ChildHarness | undefined, dataDirectory
       if (pid !== undefined) killPid(pid, "SIGKILL");
     }
   }
+}
+
+/** fastify inject with a role's bearer token, and the 4xx check the framework route tests share. */
+export function apiCaller(app: () => FastifyInstance, tokens: Record<string, string>): {
+  call(method: string, url: string, payload?: object, who?: string | null): Promise<{ status: number; json: any }>;
+  expectError(status: number, code: string, message: RegExp, method: string, url: string, payload?: object, who?: string | null): Promise<void>;
+} {
+  /** `who`: whose token goes with the request; null for none. */
+  const call = async (method: string, url: string, payload?: object, who: string | null = "admin"): Promise<{ status: number; json: any }> => {
+    const response = await app().inject({
+      method: method as "GET", url, ...(who === null ? {} : { headers: { authorization: `Bearer ${tokens[who]}` } }), ...(payload === undefined ? {} : { payload }),
+    });
+    return { status: response.statusCode, json: response.body.length === 0 ? undefined : response.json() };
+  };
+  const expectError = async (status: number, code: string, message: RegExp, method: string, url: string, payload?: object, who: string | null = "admin"): Promise<void> => {
+    const answer = await call(method, url, payload, who);
+    assert.equal(answer.status, status, `${method} ${url}: ${JSON.stringify(answer.json)}`);
+    assert.equal(answer.json.error.code, code);
+    assert.match(answer.json.error.message, message);
+  };
+  return { call, expectError };
 }

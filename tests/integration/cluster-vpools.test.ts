@@ -69,6 +69,11 @@ describe("cluster vPools and backends: ovs backend / ovs vpool over a running ov
     assert.match(await ovs("backend", "preset", "add", "alba", "mirror", "--policies", "1,2,2,1"), /added preset mirror to backend alba/);
     assert.match(await ovs("backend", "preset", "ls", "alba"), /mirror\s+\(1,2,2,1\)/);
     await ovsFails(/INVALID_REQUEST, HTTP 400/, "backend", "preset", "add", "alba", "bad", "--policies", "4,2,9,2");
+    assert.match(await ovs("backend", "preset", "set", "alba", "mirror", "--policies", "1,1,2,1"), /changed preset mirror of backend alba: policies \(1,1,2,1\)/);
+    assert.match(await ovs("backend", "preset", "ls", "alba"), /mirror\s+\(1,1,2,1\)/);
+    await ovsFails(/preset single-host cannot be deleted: .*namespace.*\(CONFLICT, HTTP 409\)/, "backend", "preset", "rm", "alba", "single-host");
+    assert.match(await ovs("backend", "preset", "rm", "alba", "mirror"), /deleted preset mirror of backend alba/);
+    assert.doesNotMatch(await ovs("backend", "preset", "ls", "alba"), /mirror/);
 
     // A local backend, and vPools on it and on the managed Alba backend.
     const extraBackend = path.join(work, "extra-backend");
@@ -112,6 +117,7 @@ describe("cluster vPools and backends: ovs backend / ovs vpool over a running ov
       assert.deepEqual(model.vdisks.list().map((vdisk) => `${vdisk.name}@${vdisk.vpool}:${vdisk.sizeBytes / MIB}:${vdisk.parentSnapshot ?? "-"}`),
         ["d2@pool2:64:-", "d2c@pool2:64:d2@s1", "d3@pool3:64:-", "demo@vpool1:10240:-"]);
       assert.deepEqual(model.storageDrivers.list().map((driver) => driver.vpool), ["pool2", "pool3", "vpool1"]);
+      assert.deepEqual(model.albaPresets.list("alba").map((preset) => preset.name), ["single-host"], "the managed backend's presets are recorded; a deleted one is gone");
     } finally {
       model.close();
     }

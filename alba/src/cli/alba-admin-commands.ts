@@ -127,6 +127,28 @@ export function registerAlbaAdminCommands(alba: Command, asd: Command, run: RunA
       }));
       print(`added preset ${options.name}`);
     }));
+  preset.command("update <name>")
+    .description("replace a preset's policies (objects already written keep theirs) and/or make it the default; "
+      + "fragment size, compression and encryption never change: add a new preset for those")
+    .option("--policies <k,m,c,x;...>", "the new policies in order of preference, e.g. 4,2,5,2;2,2,3,4", parsePoliciesOption)
+    .option("--default", "make it the preset new namespaces get when none is named")
+    .addOption(proxyOption())
+    .action((name: string, options: ProxyOptions & { policies?: Policy[]; default?: boolean }) => run(async () => {
+      if (options.policies === undefined && options.default !== true) throw new InvalidArgumentError("nothing to change: give --policies, --default or both");
+      const updated = await withProxy(options.proxy, (client) => client.updatePreset(name, {
+        ...(options.policies === undefined ? {} : { policies: options.policies }),
+        ...(options.default === true ? { default: true } : {}),
+      }));
+      const policies = updated.policies.map((policy) => `${policy.k},${policy.m},${policy.c},${policy.x}`).join(" ");
+      print(`updated preset ${name}: policies ${policies}${options.default === true ? "; it is now the default preset" : ""}`);
+    }));
+  preset.command("rm <name>")
+    .description("delete a preset that no namespace uses and that is not the default")
+    .addOption(proxyOption())
+    .action((name: string, options: ProxyOptions) => run(async () => {
+      await withProxy(options.proxy, (client) => client.deletePreset(name));
+      print(`deleted preset ${name}`);
+    }));
   preset.command("ls")
     .description("list presets (encryption keys are never shown)")
     .addOption(proxyOption())

@@ -3,7 +3,7 @@
 // metadata store and ASD connections; `ProxyClient` (../proxy/proxy-client.ts) implements it over
 // the proxy's HTTP API (alba/docs/proxy-protocol.md).
 import type { AsdRecord, NamespaceRecord, ObjectManifest } from "../metadata/metadata-store.ts";
-import type { Preset } from "../preset/preset.ts";
+import type { Preset, PresetChanges } from "../preset/preset.ts";
 import type { AsdStatistics, ByteRange } from "../asd/asd-api.ts";
 
 export interface AlbaObjectInfo {
@@ -103,6 +103,13 @@ export interface AlbaAdminApi {
   listAsds(): Promise<AsdStatus[]>;
   addPreset(preset: Preset): Promise<void>;
   listPresets(): Promise<Preset[]>;
+  /**
+   * Replaces a preset's policies (for objects written from then on) and/or makes it the default;
+   * Invalid for any other change (add a new preset instead), NotFound. Returns the preset.
+   */
+  updatePreset(name: string, changes: PresetChanges): Promise<Preset>;
+  /** Deletes a preset: Conflict while a namespace uses it or it is the default, NotFound. */
+  deletePreset(name: string): Promise<void>;
   diskSafety(): Promise<DiskSafety[]>;
 }
 

@@ -23,7 +23,7 @@ import { MetadataError } from "../metadata/metadata-store.ts";
 import { SqliteMetadataStore } from "../metadata/sqlite-metadata-store.ts";
 import { selectPolicy } from "../preset/policy-selection.ts";
 import { validatePreset } from "../preset/preset-validation.ts";
-import type { Preset } from "../preset/preset.ts";
+import type { Preset, PresetChanges } from "../preset/preset.ts";
 import { PRESET_NAME_PATTERN } from "../preset/preset.ts";
 import {
   AlbaError, isAlbaError,
@@ -217,7 +217,8 @@ export class AlbaClient implements AlbaApi {
     if (preset === undefined) {
       preset = this.metadata.getPreset(name);
       if (preset === undefined) throw new AlbaError("NotFound", `preset ${name} does not exist`);
-      // Presets never change once added (there is no update), so caching them is safe.
+      // Presets change only through updatePreset and deletePreset below, which drop the cached
+      // copy (the proxy is the one process that owns the metadata).
       this.presets.set(name, preset);
     }
     return preset;
@@ -503,6 +504,23 @@ export class AlbaClient implements AlbaApi {
   async listPresets(): Promise<Preset[]> {
     this.checkOpen();
     return this.metadata.listPresets();
+  }
+
+  async updatePreset(name: string, changes: PresetChanges): Promise<Preset> {
+    this.checkOpen();
+    const updated = withMetadataErrors(() => this.metadata.updatePreset(name, changes));
+    // Writes from now on use the new policies; reads follow their manifests' policies anyway.
+    this.presets.delete(name);
+    this.logger.info({ preset: name, policies: updated.policies, madeDefault: changes.default === true }, "preset updated");
+    return updated;
+  }
+
+  async deletePreset(name: string): Promise<void> {
+    this.checkOpen();
+    withMetadataErrors(() => this.metadata.deletePreset(name));
+    // A preset added later under the same name may have other settings.
+    this.presets.delete(name);
+    this.logger.info({ preset: name }, "preset deleted");
   }
 
   async diskSafety(): Promise<DiskSafety[]> {

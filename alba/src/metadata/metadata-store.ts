@@ -5,7 +5,7 @@
 // Object identity: each stored version of an object gets a fresh random `objectId` (32 hex digits),
 // which is also its etag. Fragments live on ASDs under keys derived from the object id
 // (fragment-key.ts), so a fragment whose object id has no manifest and no pending upload is an orphan.
-import type { Policy, Preset } from "../preset/preset.ts";
+import type { Policy, Preset, PresetChanges } from "../preset/preset.ts";
 
 export interface AsdRecord {
   asdId: string;
@@ -82,8 +82,9 @@ export interface FragmentChange {
 
 /**
  * Errors: MetadataError with kind NotFound (namespace, preset, ASD), Conflict (exists already, or
- * a precondition on a manifest failed), Invalid (bad name, bad preset), InUse (deleting a preset a
- * namespace uses, a namespace that still has objects when not forced).
+ * a precondition on a manifest failed), Invalid (bad name, bad preset or preset change), InUse
+ * (deleting a preset a namespace uses or the default preset, a namespace that still has objects
+ * when not forced).
  */
 export type MetadataErrorKind = "NotFound" | "Conflict" | "Invalid" | "InUse";
 
@@ -106,6 +107,14 @@ export interface AlbaMetadataStore {
   addPreset(preset: Preset): void;
   getPreset(name: string): Preset | undefined;
   listPresets(): Preset[];
+  /**
+   * Replaces the preset's policies and/or makes it the default (validatePresetChanges: Invalid for
+   * anything else, e.g. a new fragment size); returns the preset as stored. Objects written already
+   * keep the policy their manifest records. NotFound when there is no such preset.
+   */
+  updatePreset(name: string, changes: PresetChanges): Preset;
+  /** Deletes an unused preset: InUse while a namespace uses it or it is the default; NotFound when missing. */
+  deletePreset(name: string): void;
   /** The preset new namespaces get when none is named. */
   setDefaultPreset(name: string): void;
   defaultPresetName(): string | undefined;

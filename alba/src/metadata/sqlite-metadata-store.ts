@@ -7,8 +7,8 @@
 import { applyMigrations } from "./sqlite-migrations.ts";
 import assert from "node:assert/strict";
 import Database from "better-sqlite3";
-import { validatePreset } from "../preset/preset-validation.ts";
-import type { Preset } from "../preset/preset.ts";
+import { validatePreset, validatePresetChanges } from "../preset/preset-validation.ts";
+import type { Preset, PresetChanges } from "../preset/preset.ts";
 import { MetadataError } from "./metadata-store.ts";
 import type {
   AlbaMetadataStore, AsdRecord, FragmentChange, ManifestListPage, NamespaceRecord, ObjectManifest, PendingUpload,
@@ -24,6 +24,8 @@ export const LIST_KEYS_MAX = 10_000;
 export const SCAN_MANIFESTS_MAX = 10_000;
 /** How long a write waits for another process's transaction (maintenance and a proxy may share the file). */
 export const SQLITE_BUSY_TIMEOUT_MS = 5000;
+/** A refused preset delete names at most this many of the namespaces that use the preset (and counts them all). */
+export const PRESET_USERS_NAMED_MAX = 5;
 
 /**
  * Numbered migrations: migration i takes the schema from user_version i to i + 1, in one
@@ -145,6 +147,11 @@ export class SqliteMetadataStore implements AlbaMetadataStore {
       insertPreset: prepare("INSERT INTO presets (name, preset_json) VALUES (?, ?)"),
       getPreset: prepare("SELECT preset_json FROM presets WHERE name = ?"),
       listPresets: prepare("SELECT preset_json FROM presets ORDER BY name"),
+      updatePreset: prepare("UPDATE presets SET preset_json = ? WHERE name = ?"),
+      deletePreset: prepare("DELETE FROM presets WHERE name = ?"),
+      // No index on preset_name: an admin's delete scans the namespaces, which are few next to manifests.
+      presetUsers: prepare("SELECT name FROM namespaces WHERE preset_name = ? ORDER BY name LIMIT ?"),
+      presetUserCount: prepare("SELECT count(*) AS count FROM namespaces WHERE preset_name = ?"),
       setSetting: prepare("INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value"),
       getSetting: prepare("SELECT value FROM settings WHERE name = ?"),
       insertNamespace: prepare("INSERT INTO namespaces (name, preset_name, created_at) VALUES (?, ?, ?)"),
@@ -235,6 +242,33 @@ export class SqliteMetadataStore implements AlbaMetadataStore {
 
   listPresets(): Preset[] {
     return (this.statements.listPresets.all() as Array<{ preset_json: string }>).map((row) => JSON.parse(row.preset_json) as Preset);
+  }
+
+  updatePreset(name: string, changes: PresetChanges): Preset {
+    return this.database.transaction(() => {
+      const current = this.getPreset(name);
+      if (current === undefined) throw new MetadataError("NotFound", `preset ${name} does not exist`);
+      const { preset, makeDefault } = validatePresetChanges(current, changes);
+      this.statements.updatePreset.run(JSON.stringify(preset), name);
+      if (makeDefault) this.statements.setSetting.run("default_preset", name);
+      return preset;
+    })();
+  }
+
+  deletePreset(name: string): void {
+    this.database.transaction(() => {
+      if (this.statements.getPreset.get(name) === undefined) throw new MetadataError("NotFound", `preset ${name} does not exist`);
+      const reasons: string[] = [];
+      const userCount = (this.statements.presetUserCount.get(name) as { count: number }).count;
+      if (userCount > 0) {
+        const named = (this.statements.presetUsers.all(name, PRESET_USERS_NAMED_MAX) as Array<{ name: string }>).map((row) => row.name);
+        const more = userCount > named.length ? `, and ${userCount - named.length} more` : "";
+        reasons.push(`${userCount} namespace${userCount === 1 ? " uses" : "s use"} it (${named.join(", ")}${more}): delete them first`);
+      }
+      if (this.defaultPresetName() === name) reasons.push("it is the default preset (new namespaces get it): make another preset the default first");
+      if (reasons.length > 0) throw new MetadataError("InUse", `preset ${name} cannot be deleted: ${reasons.join("; ")}`);
+      this.statements.deletePreset.run(name);
+    })();
   }
 
   setDefaultPreset(name: string): void {

@@ -1,12 +1,14 @@
-// Checks a preset from the edge (CLI, admin API, metadata store) and returns a clean copy; the
-// default preset. Limits come from the erasure coder (@ronomon/reed-solomon: k <= 24, m <= 6) and
-// the fragment codec (fragments of at most 16 MiB). Every problem found is listed in one
-// MetadataError("Invalid"), so a user fixes them all in one go.
+// Checks a preset, or the changes to one, from the edge (CLI, admin API, metadata store) and
+// returns a clean copy; the default preset. Limits come from the erasure coder
+// (@ronomon/reed-solomon: k <= 24, m <= 6) and the fragment codec (fragments of at most 16 MiB).
+// Every problem found is listed in one MetadataError("Invalid"), so a user fixes them all in one go.
+// An update is checked by applying it to the current preset and checking the result like a new
+// one, so a policy an update may set is exactly one an add accepts.
 import { MetadataError } from "../metadata/metadata-store.ts";
 import { ERASURE_DATA_FRAGMENTS_MAX, ERASURE_PARITY_FRAGMENTS_MAX } from "../encoding/erasure-coder.ts";
 import { FRAGMENT_PLAIN_SIZE_BYTES_MAX } from "../encoding/fragment-codec.ts";
 import { PRESET_COMPRESSIONS, PRESET_ENCRYPTIONS, PRESET_NAME_PATTERN } from "./preset.ts";
-import type { Policy, Preset, PresetCompression, PresetEncryption } from "./preset.ts";
+import type { Policy, Preset, PresetChanges, PresetCompression, PresetEncryption } from "./preset.ts";
 
 /** Fragment sizes are whole 4 KiB pages, so the volumedriver's 4 KiB-aligned ranged reads map onto fragments cleanly. */
 export const PRESET_FRAGMENT_SIZE_ALIGNMENT_BYTES = 4096;
@@ -18,6 +20,8 @@ export const POLICY_DATA_FRAGMENTS_MAX = ERASURE_DATA_FRAGMENTS_MAX;
 export const POLICY_PARITY_FRAGMENTS_MAX = ERASURE_PARITY_FRAGMENTS_MAX;
 
 const PRESET_FIELDS = new Set(["name", "policies", "fragmentSizeBytes", "compression", "encryption", "encryptionKeyHex", "checksum"]);
+/** What an update may set; the other preset fields are fixed once the preset exists. */
+const PRESET_CHANGE_FIELDS = new Set(["policies", "default"]);
 const POLICY_FIELDS = ["k", "m", "c", "x"] as const;
 const ENCRYPTION_KEY_HEX_PATTERN = /^[0-9a-f]{64}$/i;
 
@@ -58,6 +62,53 @@ function validatePolicy(input: unknown, where: string, problems: string[]): Poli
 export function validatePreset(input: unknown): Preset {
   if (!isRecord(input)) throw new MetadataError("Invalid", "invalid preset: expected an object");
   const problems: string[] = [];
+  const preset = checkPreset(input, problems);
+  if (preset === undefined) {
+    const label = typeof input.name === "string" ? ` "${input.name}"` : "";
+    throw new MetadataError("Invalid", `invalid preset${label}: ${problems.join("; ")}`);
+  }
+  return preset;
+}
+
+/**
+ * The preset `current` becomes with `input` (PresetChanges from the edge) applied, and whether it is
+ * to become the default; throws MetadataError("Invalid") listing every problem. The new policies
+ * are checked by checkPreset, as on add. The fixed fields (name, fragment size, codecs, key,
+ * checksum) may be given only with their current value, so a client may send a whole preset back;
+ * a different value is refused, since the objects stored already are read with the current ones.
+ */
+export function validatePresetChanges(current: Preset, input: unknown): { preset: Preset; makeDefault: boolean } {
+  const label = `invalid change of preset "${current.name}"`;
+  if (!isRecord(input)) throw new MetadataError("Invalid", `${label}: expected an object {"policies"?: [...], "default"?: true}`);
+  const problems: string[] = [];
+  const changedFixedFields: string[] = [];
+  for (const [field, value] of Object.entries(input)) {
+    if (PRESET_CHANGE_FIELDS.has(field)) continue;
+    if (!PRESET_FIELDS.has(field)) problems.push(`unknown field "${field}"`);
+    else if (!sameFieldValue(field, value, current[field as keyof Preset])) changedFixedFields.push(field);
+  }
+  if (changedFixedFields.length > 0) {
+    problems.push(`${changedFixedFields.join(", ")} cannot change once a preset exists (its objects are read with them): add a new preset instead, and create new namespaces with it`);
+  }
+  const changes = input as PresetChanges;
+  if (changes.default !== undefined && changes.default !== true) {
+    problems.push(`default can only be true (make this the default preset), got ${JSON.stringify(changes.default)}: to stop a preset being the default, make another preset the default`);
+  }
+  if (changes.policies === undefined && changes.default === undefined) problems.push("nothing to change: give policies, default: true, or both");
+  const preset = checkPreset({ ...current, ...(changes.policies === undefined ? {} : { policies: changes.policies }) }, problems);
+  if (preset === undefined || problems.length > 0) throw new MetadataError("Invalid", `${label}: ${problems.join("; ")}`);
+  return { preset, makeDefault: changes.default === true };
+}
+
+/** Whether a fixed field of an update holds the current value (keys compare as hex, in any case). */
+function sameFieldValue(field: string, given: unknown, current: unknown): boolean {
+  if (field === "encryptionKeyHex" && typeof given === "string" && typeof current === "string") return given.toLowerCase() === current.toLowerCase();
+  return JSON.stringify(given) === JSON.stringify(current);
+}
+
+/** The checks of validatePreset: adds every problem of `input` to `problems`; the clean copy when it adds none. */
+function checkPreset(input: Record<string, unknown>, problems: string[]): Preset | undefined {
+  const before = problems.length;
   for (const field of Object.keys(input)) {
     if (!PRESET_FIELDS.has(field)) problems.push(`unknown field "${field}"`);
   }
@@ -105,10 +156,7 @@ export function validatePreset(input: unknown): Preset {
   const checksum = input.checksum ?? "crc32c";
   if (checksum !== "crc32c") problems.push(`checksum must be crc32c, got ${JSON.stringify(checksum)}`);
 
-  if (problems.length > 0) {
-    const label = typeof name === "string" ? ` "${name}"` : "";
-    throw new MetadataError("Invalid", `invalid preset${label}: ${problems.join("; ")}`);
-  }
+  if (problems.length > before) return undefined;
   const preset: Preset = {
     name: name as string,
     policies,

@@ -3,7 +3,8 @@
 // fragments, add m parity fragments (Reed-Solomon, systematic), call the write durable once at
 // least c fragments are stored, and put at most x fragments of one chunk on ASDs of one node id
 // (fault domain). The first policy whose c can be met with live, non-full ASDs is used, and the
-// object's manifest records which.
+// object's manifest records which. Only the policies of a preset can change once it exists (reads
+// and repairs follow the policy a manifest records); its fragment size and codecs never do.
 
 export interface Policy {
   /** Data fragments per chunk, 1-24 (the limit of @ronomon/reed-solomon). */
@@ -37,3 +38,13 @@ export interface Preset {
 }
 
 export const PRESET_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+
+/**
+ * What an update of a preset may change. New policies apply to objects written from then on;
+ * objects written already keep the policy their manifest records. `default: true` makes it the
+ * preset new namespaces get when none is named (false is refused: make another preset the default).
+ */
+export interface PresetChanges {
+  policies?: Policy[];
+  default?: boolean;
+}

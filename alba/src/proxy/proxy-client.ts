@@ -11,7 +11,7 @@ import {
   type AsdStatus, type DiskSafety,
 } from "../client/alba-client-api.ts";
 import type { AsdRecord, NamespaceRecord, ObjectManifest } from "../metadata/metadata-store.ts";
-import type { Preset } from "../preset/preset.ts";
+import type { Preset, PresetChanges } from "../preset/preset.ts";
 import { PROXY_API_PREFIX } from "./proxy-server.ts";
 import { isConnectFailure, isLoopbackHost } from "../net/loopback.ts";
 
@@ -332,6 +332,15 @@ export class ProxyClient implements AlbaApi {
   /** Presets as the proxy shows them: without encryption keys (`encrypted` says whether one is set). */
   async listPresets(): Promise<Preset[]> {
     return (await this.json<{ presets: Preset[] }>({ method: "GET", path: `${PROXY_API_PREFIX}/presets` }, "list presets")).presets;
+  }
+
+  /** The preset as the proxy shows it after the change: without its encryption key. */
+  async updatePreset(name: string, changes: PresetChanges): Promise<Preset> {
+    return this.json({ method: "PATCH", path: `${PROXY_API_PREFIX}/presets/${encodeSegment(name)}`, ...this.jsonBody(changes) }, `update preset ${name}`);
+  }
+
+  async deletePreset(name: string): Promise<void> {
+    await this.expectStatus({ method: "DELETE", path: `${PROXY_API_PREFIX}/presets/${encodeSegment(name)}` }, `delete preset ${name}`, [204]);
   }
 
   async diskSafety(): Promise<DiskSafety[]> {

@@ -13,7 +13,7 @@ import { pino } from "pino";
 import type { ByteRange } from "../asd/asd-api.ts";
 import type { BufferPool } from "../memory/buffer-pool.ts";
 import { AlbaError, isAlbaError, type AlbaApi, type AlbaErrorKind, type AlbaObjectInfo } from "../client/alba-client-api.ts";
-import type { Preset } from "../preset/preset.ts";
+import type { Preset, PresetChanges } from "../preset/preset.ts";
 
 export const PROXY_API_PREFIX = "/v1";
 /** Unix socket paths are limited to 108 bytes (sun_path). */
@@ -341,11 +341,23 @@ export function proxyRequestHandler(options: ProxyServerOptions): http.RequestLi
         }
         return noRoute();
       case "presets":
-        if (segments.length !== 1) return noRoute();
-        if (method === "GET") return sendJson(response, 200, { presets: (await api.listPresets()).map(presetWithoutSecrets) });
-        if (method === "POST") {
-          await api.addPreset(await readJson(request, settings.jsonBodySizeBytesMax) as Preset);
-          return sendEmpty(response, 201);
+        if (segments.length === 1) {
+          if (method === "GET") return sendJson(response, 200, { presets: (await api.listPresets()).map(presetWithoutSecrets) });
+          if (method === "POST") {
+            await api.addPreset(await readJson(request, settings.jsonBodySizeBytesMax) as Preset);
+            return sendEmpty(response, 201);
+          }
+          return noRoute();
+        }
+        // /v1/presets/NAME; the changes are checked by the metadata store (validatePresetChanges).
+        if (segments.length !== 2 || name === undefined || name === "") return noRoute();
+        if (method === "PATCH") {
+          const updated = await api.updatePreset(name, await readJson(request, settings.jsonBodySizeBytesMax) as PresetChanges);
+          return sendJson(response, 200, presetWithoutSecrets(updated));
+        }
+        if (method === "DELETE") {
+          await api.deletePreset(name);
+          return sendEmpty(response, 204);
         }
         return noRoute();
       case "disk-safety":

@@ -1,6 +1,6 @@
 // `ovs backend ...`: the object stores vPools live on, through the framework API: add, ls, show,
-// set, rm, and an Alba backend's presets (`ovs backend preset ls|add`). Secrets are given in a JSON
-// config (--config '{"secretAccessKey": ...}' or --config-file FILE) and never printed back.
+// set, rm, and an Alba backend's presets (`ovs backend preset ls|add|set|rm`). Secrets are given in
+// a JSON config (--config '{"secretAccessKey": ...}' or --config-file FILE) and never printed back.
 import { readFile } from "node:fs/promises";
 import type { Command } from "commander";
 import { parsePoliciesOption } from "../../../alba/src/cli/alba-admin-commands.ts";
@@ -20,6 +20,14 @@ interface PresetInfo {
 
 function backendPath(name: string): string {
   return `/backends/${encodeURIComponent(name)}`;
+}
+
+function presetPath(backend: string, preset: string): string {
+  return `${backendPath(backend)}/presets/${encodeURIComponent(preset)}`;
+}
+
+function policiesText(policies: PresetInfo["policies"]): string {
+  return policies.map((policy) => `(${policy.k},${policy.m},${policy.c},${policy.x})`).join(" ");
 }
 
 /** The backend config from --config JSON or --config-file (a file keeps secrets out of the shell history). */
@@ -112,7 +120,7 @@ export function registerBackendCommands(program: Command, run: Run, print: Print
       const listed = await apiClientOf(command).request("GET", `${backendPath(name)}/presets`) as { presets: PresetInfo[] };
       if (options.json === true) return print(JSON.stringify(listed.presets, null, 2));
       print(formatTable(["name", "policies (k,m,c,x)", "fragment", "compression", "encryption"], listed.presets.map((info) => [
-        info.name, info.policies.map((policy) => `(${policy.k},${policy.m},${policy.c},${policy.x})`).join(" "),
+        info.name, policiesText(info.policies),
         String(info.fragmentSizeBytes), info.compression, info.encryption,
       ])));
     }));
@@ -133,5 +141,30 @@ export function registerBackendCommands(program: Command, run: Run, print: Print
         ...(encryptionKeyHex === undefined ? {} : { encryption: "aes-256-ctr", encryptionKeyHex }),
       });
       print(`added preset ${presetName} to backend ${name}`);
+    }));
+  preset.command("set")
+    .description("change a preset's policies (objects already stored keep theirs) and/or make it Alba's default; its fragment size and codecs never change: add a new preset for those")
+    .argument("<backend>", "backend name")
+    .argument("<preset>", "preset name")
+    .option("--policies <k,m,c,x;...>", "the new policies in order of preference, e.g. 4,2,5,2;2,2,3,4", parsePoliciesOption)
+    .option("--default", "make it the preset new namespaces get when none is named")
+    .option("--json", "print the API's JSON")
+    .action((name: string, presetName: string, options: { policies?: PresetInfo["policies"]; default?: boolean; json?: boolean }, command: Command) => run(async () => {
+      if (options.policies === undefined && options.default !== true) throw new CliError("nothing to change: give --policies, --default or both");
+      const updated = await apiClientOf(command).request("PATCH", presetPath(name, presetName), {
+        ...(options.policies === undefined ? {} : { policies: options.policies }),
+        ...(options.default === true ? { default: true } : {}),
+      }) as PresetInfo;
+      if (options.json === true) return print(JSON.stringify(updated, null, 2));
+      print(`changed preset ${presetName} of backend ${name}: policies ${policiesText(updated.policies)}${options.default === true ? "; it is now the default preset" : ""}`);
+    }));
+  preset.command("rm")
+    .alias("delete")
+    .description("delete a preset that no namespace uses, that is not Alba's default and that the backend's config does not name")
+    .argument("<backend>", "backend name")
+    .argument("<preset>", "preset name")
+    .action((name: string, presetName: string, _options: unknown, command: Command) => run(async () => {
+      await apiClientOf(command).request("DELETE", presetPath(name, presetName));
+      print(`deleted preset ${presetName} of backend ${name}`);
     }));
 }

@@ -97,8 +97,10 @@ export function recordAlbaInventory(model: FrameworkModel, backend: string, asds
       else model.albaAsds.update(status.record.asdId, { nodeId: status.record.nodeId, url, status: asdStatus });
     }
     const knownPresets = new Set(model.albaPresets.list(backend).map((preset) => preset.name));
-    for (const preset of presets) {
-      if (knownPresets.has(preset.name)) continue;
+    for (const listed of presets) {
+      if (knownPresets.has(listed.name)) continue;
+      // The proxy's listing adds `encrypted` (its key is never sent): not a field of the model's copy.
+      const { encrypted: _encrypted, ...preset } = listed as Preset & { encrypted?: boolean };
       try {
         model.albaPresets.create(backend, preset);
       } catch (error) {

@@ -159,11 +159,21 @@ export class AlbaPresets {
   /** Refused while the backend's config names it as the preset of new namespaces. */
   delete(backend: string, name: string): void {
     this.row(backend, name);
+    this.requireDeletable(backend, name);
+    this.context.database.prepare("DELETE FROM alba_presets WHERE backend = ? AND name = ?").run(backend, name);
+  }
+
+  /**
+   * Throws Conflict while the backend's config names `name` as the preset its vPools' namespaces
+   * get, whether or not the model holds a copy of the preset: the API asks this before it deletes
+   * the preset in Alba, so Alba and the model never disagree over a refused delete.
+   */
+  requireDeletable(backend: string, name: string): void {
+    requireAlbaBackend(this.context, backend);
     const config = this.context.database.prepare("SELECT config_json FROM backends WHERE name = ?").pluck().get(backend) as string;
     if (parseJsonColumn<{ presetName?: string }>(config).presetName === name) {
       throw conflict(`preset ${name} is the preset of backend ${backend}: name another preset in the backend's config first`);
     }
-    this.context.database.prepare("DELETE FROM alba_presets WHERE backend = ? AND name = ?").run(backend, name);
   }
 
   private row(backend: string, name: string): PresetRow {

@@ -18,7 +18,7 @@ import { recordInventory } from "../../../framework/src/cluster/inventory.ts";
 import { VPoolControl } from "../../../framework/src/cluster/vpool-control.ts";
 import { VPoolRuntimes } from "../../../framework/src/cluster/vpool-runtimes.ts";
 import { FrameworkModel } from "../../../framework/src/model/framework-model.ts";
-import { unreachableStorageDriver } from "../../helpers/framework-fixtures.ts";
+import { apiCaller, unreachableStorageDriver } from "../../helpers/framework-fixtures.ts";
 import { TempDirs } from "../../helpers/temp-dir.ts";
 
 describe("framework: /api/backends and /api/vpools", function () {
@@ -62,20 +62,7 @@ describe("framework: /api/backends and /api/vpools", function () {
     await tempDirs.removeAll();
   });
 
-  /** `who`: whose token goes with the request; null for none. */
-  async function call(method: string, url: string, payload?: object, who: string | null = "admin"): Promise<{ status: number; json: any }> {
-    const response = await app.inject({
-      method: method as "GET", url, ...(who === null ? {} : { headers: { authorization: `Bearer ${tokens[who]}` } }), ...(payload === undefined ? {} : { payload }),
-    });
-    return { status: response.statusCode, json: response.body.length === 0 ? undefined : response.json() };
-  }
-
-  async function expectError(status: number, code: string, message: RegExp, method: string, url: string, payload?: object, who: string | null = "admin"): Promise<void> {
-    const answer = await call(method, url, payload, who);
-    assert.equal(answer.status, status, `${method} ${url}: ${JSON.stringify(answer.json)}`);
-    assert.equal(answer.json.error.code, code);
-    assert.match(answer.json.error.message, message);
-  }
+  const { call, expectError } = apiCaller(() => app, tokens);
 
   it("backends: list without secrets, create, show, change, delete", async function () {
     const listed = await call("GET", "/api/backends");
