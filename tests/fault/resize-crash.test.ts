@@ -12,7 +12,7 @@
 //
 // Replay: OVS_SEED=<seed> npx mocha --no-config --node-option import=tsx --timeout 300000 --exit tests/fault/resize-crash.test.ts
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { LocalObjectStore } from "../../volumedriver/src/backend/local-store.ts";
 import { decodeVolumeConfig, VOLUME_CONFIG_KEY } from "../../volumedriver/src/engine/formats/volume-config.ts";
@@ -21,7 +21,7 @@ import { MIB, type VPool } from "../../volumedriver/src/engine/vpool-types.ts";
 import { sha256 } from "../helpers/device-hash.ts";
 import { SeededRandom, seedFromEnvironment } from "../helpers/seeded-random.ts";
 import { TempDirs } from "../helpers/temp-dir.ts";
-import { sleep } from "../helpers/volume-assertions.ts";
+import { runUntilKilled } from "./helpers/crash-rounds.ts";
 import type { ResizeChildArguments } from "./helpers/resize-child.ts";
 
 const CHILD = fileURLToPath(new URL("helpers/resize-child.ts", import.meta.url));
@@ -32,6 +32,7 @@ const START_SIZE_BYTES = 8 * MIB;
 const GROW_BYTES = 4 * MIB;
 const STEPS = ["config-stored-backend", "config-stored-local"];
 const RANDOM_ROUNDS = 6;
+const CRASH_POINT_WAIT_MS = 8_000;
 
 describe("fault: resize and per-vDisk settings under SIGKILL", function () {
   this.timeout(300_000);
@@ -76,24 +77,9 @@ describe("fault: resize and per-vDisk settings under SIGKILL", function () {
       const fill = index + 1;
       const target = sizeBytes + GROW_BYTES;
       const childArguments: ResizeChildArguments = { vpoolDirectory, backendDirectory, vpoolName: VPOOL, volumeName: VOLUME, scoSizeBytes: SCO_SIZE_BYTES, sizeBytes: target, fill };
-      const child = spawn(process.execPath, ["--import", "tsx", CHILD, JSON.stringify(childArguments)], {
-        stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...(round.step === "" ? {} : { OVS_CRASH_AT: round.step }) },
-      });
-      children.add(child);
-      let output = "";
-      child.stdout.on("data", (chunk: Buffer) => { output += chunk.toString(); });
-      child.stderr.on("data", (chunk: Buffer) => { output += chunk.toString(); });
-      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on("close", (code, signal) => resolve({ code, signal })));
-      if (round.killAfterMs >= 0) {
-        const deadline = Date.now() + 60_000;
-        while (!output.includes("ready\n") && child.exitCode === null && Date.now() < deadline) await sleep(5);
-        await sleep(round.killAfterMs);
-        child.kill("SIGKILL");
-      }
-      const exit = await exited;
-      children.delete(child);
-      if (round.step !== "") assert.equal(exit.signal, "SIGKILL", `${context}: the child should have died at the crash point; it exited with ${exit.code}:\n${output.slice(-2000)}`);
-      else assert.ok(exit.signal === "SIGKILL" || exit.code === 0, `${context}: ${output.slice(-2000)}`);
+      const killed = await runUntilKilled(CHILD, childArguments, round.step === "" ? round.killAfterMs : CRASH_POINT_WAIT_MS, children, context, round.step === "" ? undefined : round.step);
+      if (round.step !== "") assert.ok(killed.killedItself, `${context}: the child should have died at the crash point:\n${killed.stdout.slice(-2000)}`);
+      const output = killed.stdout;
       const acknowledged = { resized: output.includes("resized\n"), written: output.includes("written\n"), configured: output.includes("configured\n") };
 
       state = await open();
@@ -121,7 +107,7 @@ describe("fault: resize and per-vDisk settings under SIGKILL", function () {
       // A grow cut short is made again; the next round grows from here.
       if (local !== target) await state.vpool.resizeVolume(VOLUME, target);
       sizeBytes = target;
-      summary.push(`${round.step || `random ${round.killAfterMs} ms`}: ${exit.signal ?? `exit ${exit.code}`}, ${Object.entries(acknowledged).filter(([, done]) => done).map(([step]) => step).join("+") || "nothing acknowledged"}`);
+      summary.push(`${round.step || `random ${round.killAfterMs} ms`}: ${Object.entries(acknowledged).filter(([, done]) => done).map(([step]) => step).join("+") || "nothing acknowledged"}`);
       await close(state);
     }
 

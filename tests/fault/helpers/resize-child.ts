@@ -1,7 +1,8 @@
 // Child process of tests/fault/resize-crash.test.ts: opens the vPool, writes past the vDisk's current
 // end once it has grown it (so the test can tell whether the write's range exists after the kill),
 // and sets a per-vDisk override. The test sets OVS_CRASH_AT to kill it between the steps of storing
-// the new volume.json (engine/vpool.ts updateConfig), or kills it at a random time.
+// the new volume.json (engine/vpool.ts updateConfig), or kills it at a random time; it never exits
+// on its own.
 import { LocalObjectStore } from "../../../volumedriver/src/backend/local-store.ts";
 import { openVPool } from "../../../volumedriver/src/engine/vpool.ts";
 
@@ -28,5 +29,5 @@ await volume.flush();
 process.stdout.write("written\n");
 await vpool.setVolumeOverrides(parsed.volumeName, { scoMaxAgeMs: 1000 + parsed.fill });
 process.stdout.write("configured\n");
-await vpool.close();
-await backend.close();
+// Stays until killed, as runUntilKilled (crash-rounds.ts) expects of its children.
+await new Promise(() => {});

@@ -3,6 +3,7 @@
 // hint (its schema's description) that the error handler appends to a validation failure, so the
 // message says how to write the field correctly.
 import { VOLUME_OVERRIDE_KEYS, type VolumeOverrides } from "../engine/formats/volume-config.ts";
+import type { LIVE_VPOOL_SETTINGS } from "../engine/vpool.ts";
 import { SNAPSHOT_NAME_PATTERN } from "../engine/vpool-types.ts";
 import { SIZE_TEXT_SCHEMA_PATTERN, VDISK_SIZE_ALIGNMENT_BYTES, VDISK_SIZE_BYTES_MAX } from "./size.ts";
 
@@ -121,12 +122,18 @@ export const resizeBodySchema = {
   description: `send a JSON object like {"size": "20G"}: the new size, at least the current one (vDisks only grow)`,
 } as const;
 
-const OVERRIDE_HINTS: Record<typeof VOLUME_OVERRIDE_KEYS[number], string> = {
+/** How to write each vPool setting that can change at run time (per vDisk or per vPool: settings-routes.ts). */
+export const SETTING_HINTS: Record<(typeof LIVE_VPOOL_SETTINGS)[number], string> = {
+  scoSizeBytes: "scoSizeBytes: SCO size of vDisks created from now on, 4 MiB-128 MiB, a multiple of 4096",
   scoMaxAgeMs: "scoMaxAgeMs: milliseconds before a SCO holding data is sealed and uploaded (10-3600000)",
   tlogScoCountMax: "tlogScoCountMax: SCOs per TLog before it is rolled (1-1024)",
-  uploadConcurrency: "uploadConcurrency: objects this vDisk uploads at once (1-64)",
+  writeBufferSizeBytes: "writeBufferSizeBytes: the local write buffer in bytes, at least 2 SCOs",
+  writeBufferTriggerGapBytes: "writeBufferTriggerGapBytes: uploaded SCOs are evicted when less room than this is left (at most half the buffer; default 1/8)",
+  readCacheSizeBytes: "readCacheSizeBytes: the in-memory read cache in bytes (0: none)",
+  uploadConcurrency: "uploadConcurrency: objects each vDisk uploads at once (1-64)",
   prefetchClusters: "prefetchClusters: 4 KiB clusters read ahead once reads are sequential (0-65536)",
   scrubLiveFractionKeep: "scrubLiveFractionKeep: a scrub rewrites SCOs with less than this fraction live (0-1)",
+  scrubGracePeriodMs: "scrubGracePeriodMs: how long objects a scrub replaced are kept for readers (0-604800000)",
 };
 
 export const VDISK_CONFIG_BODY_HINT = `send a JSON object with the settings this vDisk overrides, like {"scoMaxAgeMs": 2000}; {} follows the vPool for all; the keys: ${VOLUME_OVERRIDE_KEYS.join(", ")}`;
@@ -135,7 +142,7 @@ export const vdiskConfigBodySchema = {
   type: "object",
   additionalProperties: false,
   properties: Object.fromEntries(VOLUME_OVERRIDE_KEYS.map((key) =>
-    [key, { type: key === "scrubLiveFractionKeep" ? "number" : "integer", description: OVERRIDE_HINTS[key] }])),
+    [key, { type: key === "scrubLiveFractionKeep" ? "number" : "integer", description: SETTING_HINTS[key] }])),
   description: VDISK_CONFIG_BODY_HINT,
 } as const;
 
